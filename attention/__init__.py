@@ -1,0 +1,1 @@
+"""Recording and reading the cross-attention of chosen prompt words."""

@@ -1,0 +1,23 @@
+"""Make the real ComfyUI importable in a plain Python process (tests, benchmarks, scripts).
+
+ComfyUI reads its command-line flags when `comfy.model_management` is first imported; a
+process that is not `main.py` gets the defaults, which assume a GPU. This sets `--cpu`
+where there is none, before anything else of ComfyUI is imported.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfyui_home import comfyui_home  # noqa: E402
+
+COMFYUI = comfyui_home()
+if str(COMFYUI) not in sys.path:
+    sys.path.insert(0, str(COMFYUI))
+
+import torch  # noqa: E402
+
+import comfy.cli_args  # noqa: E402
+
+if not torch.cuda.is_available():
+    comfy.cli_args.args.cpu = True

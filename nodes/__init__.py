@@ -1,0 +1,17 @@
+"""The pack's ComfyUI nodes. Behaviour lives in samplers/ and attention/; nodes translate widgets."""
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES
+
+
+class DelayedNegativeExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [*DELAYED_NEGATIVE_NODES]
+
+
+async def comfy_entrypoint() -> DelayedNegativeExtension:
+    return DelayedNegativeExtension()

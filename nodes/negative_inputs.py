@@ -1,0 +1,72 @@
+"""The inputs every delayed-negative node shares, and how they become the guider's settings."""
+
+from comfy_api.latest import io
+
+from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
+from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
+from .empty_prompt import empty_prompt
+
+CATEGORY = "sampling/delayed negative"
+
+
+def timing_inputs() -> list:
+    return [
+        io.Float.Input(
+            "negative_start", default=5.0, min=0.0, max=10000.0, step=1.0, round=0.0001,
+            tooltip="When the negative prompt starts to act (the paper's critical step). Before it, the "
+                    "unconditional branch uses what 'before_negative' says. In steps of the whole schedule "
+                    "(step 0 = the first), a fraction of the steps (0-1), or a sigma, as 'timing_unit' says. "
+                    "0 = from the first step, like the stock KSampler; at or past the last step = never."),
+        io.Float.Input(
+            "negative_end", default=NEVER, min=NEVER, max=10000.0, step=1.0, round=0.0001,
+            tooltip="Optional: when the negative stops acting again (a guidance window), in the same unit; "
+                    "from then on the unconditional branch goes back to 'before_negative'. -1 = never stops."),
+        io.Combo.Input(
+            "timing_unit", options=list(START_UNITS), default="step",
+            tooltip="The unit of negative_start and negative_end: a sampler step number, a fraction of the "
+                    "steps (0.2 of 30 steps = step 6), or a sigma (the first step whose sigma is at or below it)."),
+        io.Combo.Input(
+            "before_negative", options=list(BEFORE_NEGATIVE), default="empty prompt",
+            tooltip="What the unconditional branch uses before the negative starts: the empty prompt (the "
+                    "paper's setting; connect 'clip'), your own 'early_conditioning', or no guidance at all "
+                    "(the unconditional evaluation is skipped, which is faster)."),
+    ]
+
+
+def before_negative_inputs() -> list:
+    return [
+        io.Clip.Input(
+            "clip", optional=True,
+            tooltip="The CLIP of your checkpoint: used to encode the empty prompt for 'before_negative'."),
+        io.Conditioning.Input(
+            "early_conditioning", optional=True,
+            tooltip="Used in the unconditional branch before the negative starts when before_negative is "
+                    "'early conditioning'."),
+    ]
+
+
+def timing(negative_start: float, negative_end: float, timing_unit: str) -> NegativeTiming:
+    return NegativeTiming(negative_start, negative_end, timing_unit)
+
+
+def before_negative_conditioning(before_negative: str, clip, early_conditioning, timing: NegativeTiming):
+    """The conditioning for the unconditional branch outside the negative's window (None: no guidance)."""
+    negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit != "sigma"
+    if before_negative == "no guidance" or negative_throughout:
+        return None
+    if before_negative == "early conditioning":
+        if early_conditioning is None:
+            raise ValueError("before_negative is 'early conditioning' but nothing is connected to "
+                             "'early_conditioning'. Connect a conditioning, or pick 'empty prompt'.")
+        return early_conditioning
+    if clip is None:
+        raise ValueError("before_negative is 'empty prompt', which needs the text encoder: connect the CLIP "
+                         "output of your checkpoint loader to 'clip'. Or pick 'no guidance'.")
+    return empty_prompt(clip)
+
+
+def check_cfg(cfg: float) -> None:
+    if cfg <= 1.0:
+        raise ValueError(f"cfg is {cfg:g}: at cfg 1 or below the unconditional branch has no effect, so a "
+                         "negative prompt (delayed or not) does nothing. Raise cfg above 1 (SD1.5: 5-8), or "
+                         "use the stock KSampler for models sampled without CFG.")

@@ -1,0 +1,41 @@
+"""Test harness: the real ComfyUI (`comfy` package, stock nodes, server) and the generated checkpoint.
+
+Nothing of ComfyUI is mocked. The pack is imported the way ComfyUI imports a custom node
+folder, under the package name `delayed_negative`.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PACK_ROOT / "devtools"))
+import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
+
+CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
+
+
+def import_pack(name: str = "delayed_negative"):
+    spec = importlib.util.spec_from_file_location(name, PACK_ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+import_pack()
+
+
+@pytest.fixture(scope="session")
+def checkpoint():
+    """(model, clip, vae) from the generated SD1.5-architecture checkpoint, via the stock loader node."""
+    import folder_paths
+    import nodes
+
+    if not CHECKPOINT.is_file():
+        pytest.fail(f"{CHECKPOINT} is missing: `make test` generates it.")
+    folder_paths.add_model_folder_path("checkpoints", str(CHECKPOINT.parent))
+    return nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT.name)

@@ -1,0 +1,301 @@
+"""Tests for render/: attention maps to IMAGE / MASK tensors. Needs torch, numpy and Pillow only."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from render import (
+    COLORMAP_NAMES,
+    NORMALIZATION_MODES,
+    GridLayout,
+    Series,
+    apply_colormap,
+    heatmap_overlay,
+    normalize_maps,
+    strength_chart,
+    upsample_maps,
+    word_mask,
+    word_step_grid,
+)
+from render.chart import MARKER_COLOUR, SERIES_COLOURS
+from render.colormaps import hex_to_rgb
+from render.grid import ABSENT_FILL, ABSENT_SLASH
+from render.ticks import step_ticks, value_ticks
+
+NAN = float("nan")
+PIXEL = 1.0 / 255.0 + 1e-6  # one uint8 step: what a trip through PIL may cost
+
+
+def pixel(image: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    return image[0, int(y), int(x)]
+
+
+def runs(flags: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in a 1-D bool tensor."""
+    found, start = [], None
+    for index, flag in enumerate(flags.tolist() + [False]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            found.append((start, index - start))
+            start = None
+    return found
+
+
+def colour_pixels(image: torch.Tensor, colour: tuple[int, int, int]) -> torch.Tensor:
+    """[H, W] bool: pixels of `image` exactly equal to the uint8 `colour`."""
+    target = torch.tensor(colour, dtype=torch.float32) / 255.0
+    return ((image[0] - target).abs() < 0.5 / 255.0).all(dim=-1)
+
+
+# --- colormaps ---------------------------------------------------------------------------------
+
+def test_viridis_endpoints_and_middle_match_matplotlib():
+    colours = apply_colormap(torch.tensor([0.0, 0.5, 1.0]), "viridis")
+    assert torch.allclose(colours[0], torch.tensor(hex_to_rgb("#440154")), atol=PIXEL)
+    assert torch.allclose(colours[2], torch.tensor(hex_to_rgb("#fde725")), atol=PIXEL)
+    assert torch.allclose(colours[1], torch.tensor([0.128, 0.567, 0.551]), atol=0.02)
+
+
+def test_colormap_keeps_shape_clamps_and_passes_nan():
+    values = torch.tensor([[0.25, -3.0], [7.0, NAN]])
+    colours = apply_colormap(values, "gray")
+    assert colours.shape == (2, 2, 3)
+    assert torch.allclose(colours[0, 0], torch.full((3,), 0.25))
+    assert torch.equal(colours[0, 1], torch.zeros(3)) and torch.equal(colours[1, 0], torch.ones(3))
+    assert torch.isnan(colours[1, 1]).all()
+
+
+@pytest.mark.parametrize("name", COLORMAP_NAMES)
+def test_every_colormap_stays_in_range(name):
+    colours = apply_colormap(torch.linspace(0, 1, 101), name)
+    assert colours.min() >= 0 and colours.max() <= 1
+    assert not torch.allclose(colours[0], colours[-1])
+
+
+def test_known_ends_of_other_colormaps():
+    ends = apply_colormap(torch.tensor([0.0, 1.0]), "turbo")
+    turbo_ends = torch.tensor([[0.18995, 0.07176, 0.23217], [0.47960, 0.01583, 0.01055]])
+    assert torch.allclose(ends, turbo_ends, atol=PIXEL)
+    assert torch.allclose(apply_colormap(torch.tensor(0.5), "jet"), torch.tensor([0.5, 1.0, 0.5]), atol=PIXEL)
+
+
+def test_unknown_colormap_lists_the_valid_names():
+    with pytest.raises(ValueError, match="viridis.*magma"):
+        apply_colormap(torch.zeros(2), "rainbow")
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+def two_words_two_steps() -> torch.Tensor:
+    """[steps=2, words=2, 2, 2]; word 1 is ten times weaker, step 1 twice as strong."""
+    base = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    return torch.stack([torch.stack([base, base / 10]), torch.stack([2 * base, 2 * base / 10])])
+
+
+def test_per_map_stretches_every_map_to_0_1():
+    out = normalize_maps(two_words_two_steps(), "per map")
+    assert torch.allclose(out.amin(dim=(2, 3)), torch.zeros(2, 2))
+    assert torch.allclose(out.amax(dim=(2, 3)), torch.ones(2, 2))
+    assert torch.allclose(out[0, 0], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+
+
+def test_per_word_over_steps_keeps_growth_over_steps():
+    out = normalize_maps(two_words_two_steps(), "per word over steps")
+    for word in range(2):
+        assert out[:, word].min() == 0 and torch.isclose(out[:, word].max(), torch.tensor(1.0))
+        # step 0 peaks at 5 of the word's 1..10 range
+        assert torch.isclose(out[0, word].max(), torch.tensor(4 / 9))
+
+
+def test_global_keeps_words_comparable():
+    out = normalize_maps(two_words_two_steps(), "global")
+    assert out.min() == 0 and torch.isclose(out.max(), torch.tensor(1.0))
+    assert out[:, 1].max() < 0.1  # the weak word stays weak
+
+
+def test_nan_maps_stay_nan_and_are_ignored_in_min_max():
+    maps = two_words_two_steps()
+    maps[0, 1] = NAN  # word 1 absent at step 0
+    for mode in NORMALIZATION_MODES:
+        out = normalize_maps(maps, mode)
+        assert torch.isnan(out[0, 1]).all()
+        assert not torch.isnan(out[1]).any() and not torch.isnan(out[0, 0]).any()
+    out = normalize_maps(maps, "per word over steps")
+    assert out[1, 1].min() == 0 and out[1, 1].max() == 1
+
+
+def test_constant_maps_become_zeros():
+    maps = torch.full((2, 1, 3, 3), 0.7)
+    maps[1, 0] = NAN
+    for mode in NORMALIZATION_MODES:
+        out = normalize_maps(maps, mode)
+        assert torch.equal(out[0, 0], torch.zeros(3, 3))
+        assert torch.isnan(out[1, 0]).all()
+
+
+def test_unknown_normalization_lists_the_modes():
+    with pytest.raises(ValueError, match="per map"):
+        normalize_maps(torch.zeros(1, 1, 2, 2), "per pixel")
+
+
+# --- resize ------------------------------------------------------------------------------------
+
+def test_upsample_keeps_leading_dims_and_matches_bilinear():
+    maps = torch.rand(2, 3, 4, 4)
+    out = upsample_maps(maps, 8, 12)
+    assert out.shape == (2, 3, 8, 12)
+    expected = F.interpolate(maps[1, 2][None, None], size=(8, 12), mode="bilinear", align_corners=False)
+    assert torch.allclose(out[1, 2], expected[0, 0])
+    assert torch.allclose(upsample_maps(torch.full((5, 5), 0.3), 7, 9), torch.full((7, 9), 0.3))
+
+
+# --- grid --------------------------------------------------------------------------------------
+
+def test_grid_layout_size_cell_colours_and_absent_cells():
+    steps, words, cell = 3, 2, 32
+    values = torch.tensor([[0.0, 0.9], [0.3, NAN], [0.6, 1.0]])  # [steps, words]
+    maps = values[:, :, None, None].expand(steps, words, 4, 4).clone()
+    image = word_step_grid(maps, ["cat", "blurry"], [f"step {i}" for i in range(steps)], "viridis", cell)
+
+    layout = GridLayout(steps, words, cell)
+    assert image.shape == (1, layout.height, layout.width, 3) == (1, 20 + 2 * 34, 64 + 3 * 34, 3)
+    assert image.dtype == torch.float32 and image.min() >= 0 and image.max() <= 1
+    for step in range(steps):
+        for word in range(words):
+            x, y = layout.cell_origin(step, word)
+            if math.isnan(values[step, word]):
+                grey = torch.tensor(ABSENT_FILL) / 255.0
+                assert torch.allclose(pixel(image, x + 3, y + 3), grey, atol=PIXEL)
+                slash = torch.tensor(ABSENT_SLASH) / 255.0
+                assert torch.allclose(pixel(image, x + cell / 2, y + cell / 2 - 1), slash, atol=PIXEL)
+            else:
+                expected = apply_colormap(values[step, word], "viridis")
+                assert torch.allclose(pixel(image, x + cell / 2, y + cell / 2), expected, atol=PIXEL)
+    # labels: dark text in the word column and in the step header
+    assert (image[0, layout.header_height:, :layout.label_width].sum(-1) < 1.5).any()
+    assert (image[0, :layout.header_height, layout.label_width:].sum(-1) < 1.5).any()
+
+
+def test_grid_wants_one_label_per_word_and_step():
+    with pytest.raises(ValueError, match="one label each"):
+        word_step_grid(torch.zeros(2, 2, 4, 4), ["cat"], ["step 0", "step 1"], "viridis")
+
+
+# --- overlay -----------------------------------------------------------------------------------
+
+def test_overlay_with_zero_opacity_returns_the_image():
+    images = torch.rand(2, 32, 48, 3)
+    out = heatmap_overlay(images, torch.rand(2, 8, 12), "jet", 0.0)
+    assert torch.equal(out, images)
+
+
+def test_overlay_tints_only_the_hot_spot():
+    images = torch.full((1, 64, 64, 3), 0.5)
+    heat = torch.zeros(1, 8, 8)
+    heat[0, :4, :4] = 1.0
+    out = heatmap_overlay(images, heat, "inferno", 0.8)
+    hot, cold = out[0, 12, 12], out[0, 52, 52]
+    assert hot[0] > 0.85 and hot[1] > 0.85 and hot[2] < hot[1]  # inferno's pale yellow
+    assert torch.equal(cold, images[0, 52, 52])
+
+
+def test_overlay_repeats_a_single_image_and_writes_the_label():
+    images = torch.full((1, 64, 64, 3), 0.5)
+    out = heatmap_overlay(images, torch.zeros(3, 8, 8), "magma", 0.5, label="cat")
+    assert out.shape == (3, 64, 64, 3)
+    assert (out[:, :4, :4] < 0.2).all()  # dark label box in the corner
+    assert torch.equal(out[:, 40:, 40:], images[:, 40:, 40:].expand(3, -1, -1, -1))
+
+
+# --- chart -------------------------------------------------------------------------------------
+
+def busiest_row(image: torch.Tensor, colour) -> torch.Tensor:
+    mask = colour_pixels(image, colour)
+    return mask[mask.sum(dim=1).argmax()]
+
+
+def test_chart_size_solid_dashed_and_nan_gap():
+    steps = 10
+    gap = torch.full((steps,), 0.75)
+    gap[4:6] = NAN
+    series = [
+        Series("cat", torch.full((steps,), 0.5)),
+        Series("blurry", torch.full((steps,), 0.25), "unconditional"),
+        Series("sofa", gap),
+        Series("ceiling", torch.full((steps,), 1.0)),
+    ]
+    image = strength_chart(series, "attention per step", width=640, height=400)
+    assert image.shape == (1, 400, 640, 3)
+
+    solid = [length for _, length in runs(busiest_row(image, SERIES_COLOURS[0])) if length > 2]
+    dashed = [length for _, length in runs(busiest_row(image, SERIES_COLOURS[1])) if length > 2]
+    broken = [length for _, length in runs(busiest_row(image, SERIES_COLOURS[2])) if length > 2]
+    assert len(solid) == 1 and solid[0] > 300
+    assert len(dashed) >= 15 and max(dashed) < 15
+    assert len(broken) == 2
+
+
+def test_chart_marker_sits_where_the_negative_line_starts():
+    steps, start = 12, 5
+    negative = torch.full((steps,), NAN)
+    negative[start:] = torch.linspace(0.1, 0.9, steps - start)
+    series = [Series("cat", torch.linspace(0.2, 0.6, steps)), Series("blurry", negative, "unconditional")]
+    image = strength_chart(series, "Fig. 1", marker_step=start)
+
+    marker = colour_pixels(image, MARKER_COLOUR)
+    column = int(marker.sum(dim=0).argmax())
+    covered = int(marker[:, column].sum())
+    assert 100 < covered < 0.9 * image.shape[1]  # a long but dashed vertical line
+    negative_columns = colour_pixels(image, SERIES_COLOURS[1])[:, : image.shape[2] * 2 // 3].any(dim=0)
+    assert abs(int(negative_columns.nonzero().min()) - column) <= 3
+
+    plain = strength_chart(series, "Fig. 1")
+    assert colour_pixels(plain, MARKER_COLOUR).sum(dim=0).max() < 20
+
+
+def test_chart_without_series_and_bad_branch():
+    assert strength_chart([], "nothing recorded").shape == (1, 432, 768, 3)
+    with pytest.raises(ValueError, match="unconditional"):
+        Series("cat", torch.zeros(3), "negative")
+
+
+def test_ticks_are_round_numbers():
+    assert value_ticks(0.0, 0.83) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert step_ticks(9) == list(range(10)) and step_ticks(29) == [0, 5, 10, 15, 20, 25, 30]
+
+
+# --- mask --------------------------------------------------------------------------------------
+
+def quadrant_maps() -> torch.Tensor:
+    """[steps=4, 8, 8]: the word looks top-left at steps 0-1, bottom-right at steps 2-3."""
+    maps = torch.zeros(4, 8, 8)
+    maps[:2, :4, :4] = 1.0
+    maps[2:, 4:, 4:] = 1.0
+    return maps
+
+
+def test_word_mask_picks_the_region_of_the_step_range():
+    early = word_mask(quadrant_maps(), 0, 1, 64, 64, None)
+    late = word_mask(quadrant_maps(), 2, 3, 64, 64, None)
+    assert early.shape == (1, 64, 64) and early.dtype == torch.float32
+    assert early[0, 10, 10] == 1 and early[0, 54, 54] == 0
+    assert late[0, 10, 10] == 0 and late[0, 54, 54] == 1
+    assert early.min() == 0 and early.max() == 1
+
+
+def test_word_mask_ignores_absent_steps_and_thresholds():
+    maps = quadrant_maps()
+    maps[1] = NAN
+    assert torch.equal(word_mask(maps, 0, 1, 32, 32, None), word_mask(maps, 0, 0, 32, 32, None))
+    binary = word_mask(quadrant_maps(), 0, 3, 32, 32, 0.5)
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+    assert binary[0, 5, 5] == 1 and binary[0, 26, 26] == 1 and binary[0, 5, 26] == 0
+
+
+@pytest.mark.parametrize("first, last", [(2, 1), (-1, 2), (0, 4)])
+def test_word_mask_rejects_bad_ranges(first, last):
+    with pytest.raises(ValueError, match=r"0\.\.3"):
+        word_mask(quadrant_maps(), first, last, 16, 16, None)
