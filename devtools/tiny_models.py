@@ -40,6 +40,7 @@ def seeded_(state_dict: dict, seed: int) -> dict:
     so the values do not depend on the order the keys come in.
     """
     for name, tensor in state_dict.items():
+        tensor = tensor.detach()
         if not tensor.is_floating_point():
             continue
         generator = torch.Generator().manual_seed(seed ^ zlib.crc32(name.encode()))

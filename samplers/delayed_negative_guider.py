@@ -14,7 +14,7 @@ import comfy.samplers
 import node_helpers
 
 from .negative_window import NegativeTiming, resolve_window
-from .step_clock import StepClock, evaluates_at_next_sigma
+from .step_clock import StepClock, clock_rule
 
 BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
 EARLY = "before negative"  # the guider's name for the conds used outside the window
@@ -44,7 +44,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, *args, **kwargs):
         self.window = resolve_window(self.timing, sigmas if self.schedule is None else self.schedule)
-        self.clock = StepClock(sigmas, self.first_step, evaluates_at_next_sigma(sampler))
+        self.clock = StepClock(sigmas, self.first_step, clock_rule(sampler))
         return super().inner_sample(noise, latent_image, device, sampler, sigmas, *args, **kwargs)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):

@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    start ComfyUI with this pack on 127.0.0.1:8188 (HOST=..., PORT=... to change)
+#   make test   set everything up and run the whole test suite
+# Everything generated lives in git-ignored folders of this checkout and is reused.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKPOINT := .models/checkpoints/delayed-negative-test-sd15.safetensors
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(CHECKPOINT): $(VENV)/.installed devtools/tiny_models.py
+	$(PY) devtools/make_checkpoint.py $@
+
+setup: $(VENV)/.installed $(CHECKPOINT)
+	@$(PY) devtools/comfyui_home.py >/dev/null
+
+run: setup
+	$(PY) devtools/comfyui_server.py
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) devtools/bench.py

@@ -1,0 +1,73 @@
+"""Start a real ComfyUI server with this pack: for `make run` and for the tests.
+
+The pack and the generated checkpoint are added through an extra-model-paths file, so a
+ComfyUI that is not ours (COMFYUI_PATH) is never written to.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from comfyui_home import PACK_ROOT, comfyui_home
+
+PACK_NAME = "comfyui-delayed-negative"
+CHECKPOINTS = PACK_ROOT / ".models" / "checkpoints"
+
+
+def pack_is_installed_in(comfyui: Path) -> bool:
+    return (comfyui / "custom_nodes" / PACK_ROOT.name).resolve() == PACK_ROOT
+
+
+def has_checkpoints(comfyui: Path) -> bool:
+    folder = comfyui / "models" / "checkpoints"
+    return folder.is_dir() and any(p.suffix in (".safetensors", ".ckpt") for p in folder.iterdir())
+
+
+def write_paths_config(comfyui: Path, workdir: Path, always_add_checkpoint: bool) -> Path:
+    """A ComfyUI extra-model-paths file that adds the pack and, if needed, our checkpoint."""
+    entries = {}
+    if not pack_is_installed_in(comfyui):
+        custom_nodes = workdir / "custom_nodes"
+        custom_nodes.mkdir(parents=True, exist_ok=True)
+        link = custom_nodes / PACK_NAME
+        if not link.is_symlink():
+            link.symlink_to(PACK_ROOT, target_is_directory=True)
+        entries["custom_nodes"] = custom_nodes
+    if always_add_checkpoint or not has_checkpoints(comfyui):
+        entries["checkpoints"] = CHECKPOINTS
+    config = workdir / "extra_model_paths.yaml"
+    lines = ["delayed_negative_pack:"] + [f"    {name}: {path}" for name, path in entries.items()]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_tests: bool = False) -> list[str]:
+    """The main.py command line. Tests keep their outputs and settings inside `workdir`."""
+    comfyui = comfyui_home()
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(comfyui / "main.py"), "--listen", listen, "--port", str(port),
+               "--disable-auto-launch",
+               "--extra-model-paths-config", str(write_paths_config(comfyui, workdir, for_tests))]
+    if for_tests:
+        for flag, name in (("--output-directory", "output"), ("--temp-directory", "temp"),
+                           ("--input-directory", "input"), ("--user-directory", "user")):
+            command += [flag, str(workdir / name)]
+        command += ["--database-url", "sqlite:///:memory:"]
+    if not has_cuda():
+        command.append("--cpu")
+    return command
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8188"))
+    command = server_command(PACK_ROOT / ".run", port, host)
+    print("Starting ComfyUI:", " ".join(command), flush=True)
+    sys.exit(subprocess.call(command, cwd=str(comfyui_home())))
