@@ -52,6 +52,7 @@ def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_test
     if for_tests:
         for flag, name in (("--output-directory", "output"), ("--temp-directory", "temp"),
                            ("--input-directory", "input"), ("--user-directory", "user")):
+            (workdir / name).mkdir(exist_ok=True)
             command += [flag, str(workdir / name)]
         command += ["--database-url", "sqlite:///:memory:"]
     if not has_cuda():

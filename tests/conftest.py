@@ -39,3 +39,15 @@ def checkpoint():
         pytest.fail(f"{CHECKPOINT} is missing: `make test` generates it.")
     folder_paths.add_model_folder_path("checkpoints", str(CHECKPOINT.parent))
     return nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT.name)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A real ComfyUI server (main.py subprocess) with this pack and the generated checkpoint."""
+    from comfy_server import ComfyServer
+
+    if not CHECKPOINT.is_file():
+        pytest.fail(f"{CHECKPOINT} is missing: `make test` generates it.")
+    running = ComfyServer(tmp_path_factory.mktemp("comfyui")).start()
+    yield running
+    running.stop()

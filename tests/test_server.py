@@ -1,0 +1,72 @@
+"""The pack on a real ComfyUI server: registered nodes, a full workflow, and bad input."""
+
+import pytest
+from PIL import Image
+
+CHECKPOINT_NAME = "delayed-negative-test-sd15.safetensors"
+OUR_NODES = {
+    "DelayedNegativeKSampler": "KSampler (Delayed Negative)",
+    "DelayedNegativeKSamplerAdvanced": "KSampler Advanced (Delayed Negative)",
+    "DelayedNegativeGuider": "Delayed Negative Guider",
+}
+
+
+def text_to_image(sampler_inputs: dict, sampler_class="DelayedNegativeKSampler") -> dict:
+    """CheckpointLoaderSimple → CLIPTextEncode ×2 → EmptyLatentImage → our sampler → VAEDecode → SaveImage."""
+    inputs = {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
+              "seed": 7, "steps": 4, "cfg": 6.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+              "negative_start": 2, "negative_end": -1, "timing_unit": "step", "before_negative": "empty prompt",
+              "clip": ["1", 1], **sampler_inputs}
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT_NAME}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "portrait photo of a man"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "mustache"}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": sampler_class, "inputs": inputs},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "delayed"}},
+    }
+
+
+def test_nodes_are_registered_with_tooltips_on_every_input(server):
+    info = server.get("/object_info")
+    for node_id, display_name in OUR_NODES.items():
+        assert node_id in info, f"{node_id} missing; server log:\n{server.log()[-3000:]}"
+        node = info[node_id]
+        assert node["display_name"] == display_name
+        assert node["category"] == "sampling/delayed negative"
+        for section in ("required", "optional"):
+            for name, spec in node["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+    failed = [line for line in server.log().splitlines() if "IMPORT FAILED" in line and "delayed-negative" in line]
+    assert not failed
+
+
+def test_a_workflow_with_the_delayed_negative_ksampler_saves_an_image(server):
+    entry = server.run(text_to_image({}))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    files = server.output_files(entry)
+    assert len(files) == 1 and files[0].is_file()
+    assert Image.open(files[0]).size == (64, 64)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"cfg": 1.0}, ["cfg", "above 1"]),
+    ({"clip": None}, ["connect", "clip"]),
+    ({"timing_unit": "sigma", "negative_start": 1000.0}, ["sigma", "outside", "schedule"]),
+    ({"negative_start": 2.5}, ["whole number", "fraction of steps"]),
+])
+def test_bad_input_gets_a_clear_message_and_the_server_keeps_running(server, bad, words):
+    inputs = {key: value for key, value in bad.items() if value is not None}
+    prompt = text_to_image(inputs)
+    if bad.get("clip", "absent") is None:
+        del prompt["5"]["inputs"]["clip"]
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "error"
+    message = next(m[1]["exception_message"] for m in entry["status"]["messages"] if m[0] == "execution_error")
+    for word in words:
+        assert word in message, message
+    assert server.alive()
+    again = server.run(text_to_image({"seed": 8}))
+    assert again["status"]["status_str"] == "success"
