@@ -1,0 +1,59 @@
+"""The recorded attention maps of one sampling run: what downstream nodes take."""
+
+from dataclasses import dataclass
+
+import torch
+
+BRANCHES = ("positive", "unconditional")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One word recorded in one branch: the positive prompt's words in the positive branch; the
+    negative prompt's words, and the empty prompt's tokens, in the unconditional branch."""
+
+    branch: str  # "positive" or "unconditional"
+    prompt: str  # "positive", "negative" or "empty"
+    word: str
+
+    @property
+    def label(self) -> str:
+        return self.word if self.prompt != "empty" else f"{self.word} (empty prompt)"
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Cross-attention per step, word and batch item, averaged over heads and layers.
+
+    `maps` is float32 [steps, tracks, batch, height, width] at the latent's resolution, each value
+    the share of a pixel's attention that went to the word's tokens. NaN marks a step at which
+    the track's prompt was not in its branch (the negative before a delayed negative starts, the
+    empty prompt after, or an unconditional branch skipped at cfg 1). `sigmas` are the sigmas
+    the steps start at.
+    """
+
+    tracks: tuple[Track, ...]
+    maps: torch.Tensor
+    sigmas: tuple[float, ...]
+
+    @property
+    def steps(self) -> int:
+        return self.maps.shape[0]
+
+    def track_index(self, word: str, branch: str | None = None) -> int:
+        """The first track for `word` (case-insensitive), optionally in one branch."""
+        for index, track in enumerate(self.tracks):
+            if track.word.lower() == word.strip().lower() and branch in (None, track.branch):
+                return index
+        known = ", ".join(track.word for track in self.tracks)
+        raise ValueError(f"'{word.strip()}' was not recorded. Recorded words: {known}. "
+                         "Add it to the words of Record Attention Maps.")
+
+    def select(self, words: str) -> list[int]:
+        """Track indices for a comma-separated list of words; an empty list means every track."""
+        chosen = [word for word in words.split(",") if word.strip()]
+        return [self.track_index(word) for word in chosen] if chosen else list(range(len(self.tracks)))
+
+    def strength(self) -> torch.Tensor:
+        """Mean attention over the image: [steps, tracks, batch], NaN where absent."""
+        return self.maps.mean(dim=(-2, -1))

@@ -1,0 +1,76 @@
+"""Attach an AttentionRecording to a clone of a MODEL through ComfyUI's documented hooks.
+
+- an attn2 replace patch on every cross-attention block chosen (set_model_attn2_replace):
+  returns exactly what ComfyUI's optimized attention returns (so the image is bit-identical)
+  and hands q and k to the recording on the side;
+- three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and the
+  sampler, PREDICT_NOISE attributes each model evaluation to its step, CALC_COND_BATCH tells
+  which prompt each batch chunk holds.
+"""
+
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.patcher_extension import WrappersMP
+
+from .recording import AttentionRecording
+
+WRAPPER_KEY = "delayed_negative.attention"
+LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
+
+
+def cross_attention_blocks(diffusion_model, layers: str = "all") -> list[tuple[str, int]]:
+    """ComfyUI's names, ("input" | "middle" | "output", index), of the UNet blocks with cross-attention."""
+    groups = {"input": getattr(diffusion_model, "input_blocks", []),
+              "middle": [getattr(diffusion_model, "middle_block", [])],
+              "output": getattr(diffusion_model, "output_blocks", [])}
+    wanted = {"all": groups.keys(), "input blocks": ["input"], "middle block": ["middle"],
+              "output blocks": ["output"]}[layers]
+    return [(name, index) for name in wanted for index, block in enumerate(groups[name])
+            if any(isinstance(module, SpatialTransformer) for module in block.modules())]
+
+
+def record_attention(model, recording: AttentionRecording, layers: str = "all"):
+    """A clone of `model` that records into `recording`; the input model is left as it was."""
+    patched = model.clone()
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    blocks = cross_attention_blocks(patched.get_model_object("diffusion_model"), layers)
+    if not blocks:
+        raise ValueError("This model has no UNet cross-attention blocks to record (attention maps work with "
+                         "SD1.x, SD2.x and SDXL UNets).")
+    for block in blocks:
+        patched.set_model_attn2_replace(attention_patch(recording, existing.get(block)), *block)
+
+    def sampler_sample(executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
+        recording.begin_run(executor.class_obj, sigmas, noise.shape)
+        return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+    def predict_noise(executor, x, timestep, model_options={}, seed=None):
+        recording.begin_evaluation(float(timestep[0]))
+        return executor(x, timestep, model_options, seed)
+
+    def calc_cond_batch(executor, model, conds, x_in, timestep, model_options):
+        recording.name_conds(conds)
+        return executor(model, conds, x_in, timestep, model_options)
+
+    patched.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, sampler_sample)
+    patched.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise)
+    patched.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch)
+    return patched
+
+
+def attention_patch(recording: AttentionRecording, previous=None):
+    """An attn2 replace patch: the real attention output (another pack's patch, if one was
+    there, else ComfyUI's optimized attention), with the probabilities recorded on the side."""
+
+    def patch(q, k, v, extra_options):
+        heads = extra_options["n_heads"]
+        if previous is not None:
+            out = previous(q, k, v, extra_options)
+        else:
+            out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
+                                      transformer_options=extra_options)
+        recording.add(q, k, heads, extra_options)
+        return out
+
+    return patch
+
+

@@ -1,0 +1,114 @@
+"""The state of one attention recording: which words to record, and the maps as sampling goes.
+
+A recording is attached to a model clone (see record_model.py). Each sampling run starts it
+afresh; every model evaluation is attributed to its sampler step by the same StepClock the
+delayed-negative guider uses, and every cross-attention call adds its maps, reduced on the
+device to [batch, words, latent height, latent width], into one running sum per step.
+"""
+
+import torch
+
+from ..samplers.step_clock import StepClock, clock_rule
+from .maps import AttentionMaps, Track
+
+BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
+
+
+class AttentionRecording:
+    """Words to record per prompt, and the running sums of the current (or last) run.
+
+    `columns` maps a prompt ("positive", "negative", "empty") to [(word, token columns)];
+    `empty_embedding` is the empty prompt's encoding, to tell it from the negative in the
+    unconditional branch.
+    """
+
+    def __init__(self, columns: dict[str, list[tuple[str, list[int]]]], empty_embedding: torch.Tensor | None):
+        self.columns = columns
+        self.empty_embedding = empty_embedding
+        branch = {"positive": "positive", "negative": "unconditional", "empty": "unconditional"}
+        self.tracks = tuple(Track(branch[prompt], prompt, word) for prompt, words in columns.items()
+                            for word, _ in words)
+        self.track_ids = {}
+        for index, track in enumerate(self.tracks):
+            self.track_ids.setdefault(track.prompt, []).append(index)
+        self.sums = None
+        self.counts = None
+        self.sigmas = ()
+        self.clock = None
+        self.step = 0
+        self.prompt_of_cond = {}
+
+    # --- called by the model wrappers -------------------------------------------------------
+
+    def begin_run(self, sampler, sigmas, latent_shape):
+        steps = len(sigmas) - 1
+        batch, height, width = latent_shape[0], latent_shape[-2], latent_shape[-1]
+        self.sums = torch.zeros(steps, len(self.tracks), batch, height, width, device=sigmas.device)
+        self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
+        self.sigmas = tuple(float(s) for s in sigmas[:-1])
+        self.clock = StepClock(sigmas, 0, clock_rule(sampler))
+
+    def begin_evaluation(self, sigma: float):
+        if self.clock is not None:
+            self.step = self.clock.step_of(sigma)
+
+    def name_conds(self, conds):
+        """Remember which prompt each cond of this evaluation holds, by its uuid."""
+        for chunk, cond_list in enumerate(conds):
+            for cond in cond_list or []:
+                self.prompt_of_cond[cond.get("uuid")] = self.prompt_of(chunk, cond)
+
+    def prompt_of(self, chunk: int, cond: dict) -> str:
+        if chunk == 0:
+            return "positive"
+        crossattn = cond.get("model_conds", {}).get("c_crossattn")
+        tensor = getattr(crossattn, "cond", None)
+        empty = self.empty_embedding
+        if tensor is not None and empty is not None and tensor.shape[1:] == empty.shape[1:] \
+                and torch.equal(tensor[:1].to(empty), empty[:1]):
+            return "empty"
+        return "negative"
+
+    def add(self, q, k, heads, extra_options):
+        """Add one cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
+        from .probabilities import column_probabilities, word_sums
+
+        if self.sums is None:
+            return
+        chunks = extra_options.get("cond_or_uncond", [])
+        uuids = extra_options.get("uuids", [None] * len(chunks))
+        height, width = extra_options["original_shape"][-2:]
+        batch = self.sums.shape[2]
+        if q.shape[0] != batch * len(chunks) or q.shape[1] != height * width:
+            return  # an area-restricted chunk (ConditioningSetArea): its maps do not cover the image
+        if height * self.sums.shape[-1] != width * self.sums.shape[-2]:
+            return
+        for index, uuid in enumerate(uuids):
+            prompt = self.prompt_of_cond.get(uuid, "positive" if chunks[index] == 0 else "negative")
+            words = self.columns.get(prompt)
+            if not words:
+                continue
+            rows = slice(index * batch, (index + 1) * batch)
+            columns = sorted({c for _, word_columns in words for c in word_columns if c < k.shape[1]})
+            if not columns:
+                continue
+            probabilities = column_probabilities(q[rows], k[rows], heads, torch.tensor(columns, device=q.device))
+            per_word = word_sums(probabilities, [[c for c in cols if c < k.shape[1]] for _, cols in words], columns)
+            maps = per_word.reshape(batch, len(words), height, width)
+            if (height, width) != tuple(self.sums.shape[-2:]):
+                maps = torch.nn.functional.interpolate(maps, size=self.sums.shape[-2:], mode="bilinear",
+                                                       align_corners=False)
+            ids = self.track_ids[prompt]
+            self.sums[self.step, ids] += maps.transpose(0, 1).to(self.sums)
+            self.counts[self.step, ids] += 1
+
+    # --- read by the nodes ------------------------------------------------------------------
+
+    def snapshot(self) -> AttentionMaps:
+        """The maps of the last run, averaged over the layers and evaluations of each step."""
+        if self.sums is None:
+            raise ValueError("No attention was recorded: connect the MODEL output of Record Attention Maps "
+                             "to the sampler, and the sampler's LATENT output to Collect Attention Maps.")
+        counts = self.counts[:, :, None, None, None]
+        maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
+        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas)
