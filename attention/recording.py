@@ -77,12 +77,11 @@ class AttentionRecording:
             return
         chunks = extra_options.get("cond_or_uncond", [])
         uuids = extra_options.get("uuids", [None] * len(chunks))
-        height, width = extra_options["original_shape"][-2:]
+        height, width = extra_options["activations_shape"][-2:]  # this layer's resolution
         batch = self.sums.shape[2]
-        if q.shape[0] != batch * len(chunks) or q.shape[1] != height * width:
+        if tuple(extra_options["original_shape"][-2:]) != tuple(self.sums.shape[-2:]) \
+                or q.shape[0] != batch * len(chunks):
             return  # an area-restricted chunk (ConditioningSetArea): its maps do not cover the image
-        if height * self.sums.shape[-1] != width * self.sums.shape[-2]:
-            return
         for index, uuid in enumerate(uuids):
             prompt = self.prompt_of_cond.get(uuid, "positive" if chunks[index] == 0 else "negative")
             words = self.columns.get(prompt)

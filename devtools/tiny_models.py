@@ -93,7 +93,7 @@ def tiny_sdxl(seed: int = 1234) -> comfy.model_patcher.ModelPatcher:
         image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1],
         channel_mult=[1, 2], transformer_depth=[0, 2], transformer_depth_output=[0, 0, 2, 2],
         transformer_depth_middle=2, context_dim=2048, num_head_channels=16,
-        use_linear_in_transformer=True, adm_in_channels=2816, use_spatial_transformer=True,
+        use_linear_in_transformer=True, adm_in_channels=2816, num_classes="sequential", use_spatial_transformer=True,
         legacy=False, use_temporal_attention=False,
     )
     return in_memory_model(comfy.supported_models.SDXL, config, seed)

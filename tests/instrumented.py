@@ -24,6 +24,7 @@ class Evaluation:
     sigma: float
     sampler_step: int | None  # None where the sampler has no per-step loop (dpm_fast, dpm_adaptive)
     uncond: str | None  # the name of the conditioning the unconditional chunk used, None if skipped
+    chunks: tuple = ()  # ComfyUI's cond_or_uncond: the order of the branches in the batch
 
 
 def sampler_loop_step():
@@ -60,7 +61,7 @@ def instrument(model, embeddings: dict[str, torch.Tensor], log: list):
         uncond = None
         if 1 in chunks:
             uncond = name_of(c["c_crossattn"][chunks.index(1) * batch])
-        log.append(Evaluation(float(args["timestep"][0]), sampler_loop_step(), uncond))
+        log.append(Evaluation(float(args["timestep"][0]), sampler_loop_step(), uncond, tuple(chunks)))
         return apply_model(args["input"], args["timestep"], **c)
 
     patched = model.clone()
