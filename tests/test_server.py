@@ -70,3 +70,41 @@ def test_bad_input_gets_a_clear_message_and_the_server_keeps_running(server, bad
     assert server.alive()
     again = server.run(text_to_image({"seed": 8}))
     assert again["status"]["status_str"] == "success"
+
+
+def test_attention_map_workflow_returns_grid_chart_overlay_and_mask(server):
+    prompt = text_to_image({"model": ["10", 0], "negative_start": 2})
+    prompt.update({
+        "10": {"class_type": "DelayedNegativeRecordAttentionMaps",
+               "inputs": {"model": ["1", 0], "clip": ["1", 1], "positive_prompt": "portrait photo of a man",
+                          "negative_prompt": "mustache", "positive_words": "man", "negative_words": "mustache",
+                          "layers": "all"}},
+        "11": {"class_type": "DelayedNegativeCollectAttentionMaps", "inputs": {"recording": ["10", 1],
+                                                                              "samples": ["5", 0]}},
+        "12": {"class_type": "DelayedNegativeAttentionGrid",
+               "inputs": {"attention_maps": ["11", 0], "words": "", "steps": "all", "batch_index": 0,
+                          "colormap": "viridis", "normalization": "per word over steps", "cell_size": 48}},
+        "13": {"class_type": "DelayedNegativeAttentionChart",
+               "inputs": {"attention_maps": ["11", 0], "words": "", "batch_index": 0, "mark_step": -1}},
+        "14": {"class_type": "DelayedNegativeAttentionOverlay",
+               "inputs": {"attention_maps": ["11", 0], "image": ["6", 0], "words": "man", "first_step": 0,
+                          "last_step": -1, "colormap": "magma", "opacity": 0.6}},
+        "15": {"class_type": "DelayedNegativeAttentionMask",
+               "inputs": {"attention_maps": ["11", 0], "word": "mustache", "batch_index": 0, "first_step": 2,
+                          "last_step": -1, "width": 0, "height": 0, "threshold": 0.5}},
+        "16": {"class_type": "MaskToImage", "inputs": {"mask": ["15", 0]}},
+    })
+    for node, source in (("20", "12"), ("21", "13"), ("22", "14"), ("23", "16")):
+        prompt[node] = {"class_type": "SaveImage", "inputs": {"images": [source, 0], "filename_prefix": f"att{node}"}}
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = {node: server.output_files({"outputs": {node: entry["outputs"][node]}}) for node in ("20", "21", "22", "23")}
+    assert all(len(files) == 1 and files[0].is_file() for files in saved.values())
+    assert Image.open(saved["21"][0]).size == (768, 432)
+    assert Image.open(saved["23"][0]).size == (64, 64)
+    # Changing only a view's setting re-renders without sampling again.
+    prompt["13"]["inputs"]["mark_step"] = 3
+    again = server.run(prompt)
+    assert again["status"]["status_str"] == "success"
+    cached = {m[1]["nodes"] and tuple(m[1]["nodes"]) for m in again["status"]["messages"] if m[0] == "execution_cached"}
+    assert any("5" in nodes for nodes in cached if nodes), again["status"]["messages"]
