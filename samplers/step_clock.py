@@ -4,15 +4,14 @@ A sampler's step i goes from sigmas[i] to sigmas[i+1] and starts with an evaluat
 sigmas[i]. What else it evaluates differs, so the clock follows one of three rules:
 
 - "grid" (most samplers): the first evaluation of every step is at its own sigma on the
-  schedule (sa_solver's PECE evaluates that sigma twice); evaluations off the schedule (midpoints of dpm_2 or dpmpp_sde, and the ancestral
-  midpoints of dpm_2_ancestral or dpmpp_2s_ancestral, which can fall *below* the next step's
-  sigma) belong to the step under way.
-- "next sigma" (heun, heunpp2, and the ancestral second-order samplers,
-  whose midpoint sqrt(sigma * sigma_down) *is* the next step's sigma at eta 1): a step also
-  evaluates the model at the next step's sigma (heunpp2 even the one after), which sigma
-  alone cannot tell from the next step's first evaluation. Within a step the sigma only
-  falls, so a step starts where the sigma stops falling, or where an evaluation lands back on
-  the schedule after one off it (an ancestral midpoint at eta below 1).
+  schedule (sa_solver's PECE evaluates it twice); evaluations off the schedule, such as the
+  midpoints of dpm_2 or dpmpp_sde, belong to the step under way.
+- "next sigma" (heun, heunpp2, and the ancestral second-order samplers, whose midpoint
+  sqrt(sigma * sigma_down) *is* the next step's sigma at eta 1): a step also evaluates the
+  model at the next step's sigma (heunpp2 even the one after), which sigma alone cannot tell
+  from the next step's first evaluation. Within a step the sigma only falls, so a step starts
+  where the sigma stops falling, or where an evaluation lands back on the schedule after one
+  off it (an ancestral midpoint at eta below 1, which can fall below the next step's sigma).
 - "by sigma" (dpm_fast, dpm_adaptive): these evaluate on a log-SNR grid of their own, never
   at the schedule's sigmas; an evaluation belongs to the step whose sigma interval holds it.
 """
