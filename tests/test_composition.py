@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import comfy.model_management
-import comfy.samplers
-import comfy.supported_models
+import comfy.utils
 import nodes
 from comfy_extras import nodes_apg, nodes_cfg, nodes_custom_sampler as custom, nodes_model_advanced, nodes_pag
-from tiny_models import in_memory_model, tiny_sd15, tiny_sdxl
+from tiny_models import tiny_sd15, tiny_sdxl
 
 import stock
 from delayed_negative.nodes.delayed_negative import (DelayedNegativeGuiderNode, DelayedNegativeKSampler,
@@ -44,18 +43,7 @@ def sd15():
 
 @pytest.fixture(scope="module")
 def sdxl():
-    model = tiny_sdxl()
-    if model.model.diffusion_model.num_classes is None:
-        # devtools/tiny_models.py's tiny_sdxl() leaves out num_classes="sequential", which
-        # ComfyUI's model detection sets for every UNet with an ADM input; without it the UNet
-        # refuses SDXL's pooled output and size conds. Same model, with that one key added.
-        model = in_memory_model(comfy.supported_models.SDXL, dict(
-            image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1],
-            channel_mult=[1, 2], transformer_depth=[0, 2], transformer_depth_output=[0, 0, 2, 2],
-            transformer_depth_middle=2, context_dim=2048, num_head_channels=16,
-            use_linear_in_transformer=True, adm_in_channels=2816, use_spatial_transformer=True,
-            legacy=False, use_temporal_attention=False, num_classes="sequential"))
-    return model
+    return tiny_sdxl()
 
 
 def embeddings(width, lengths, seed=0):
@@ -73,6 +61,13 @@ def prompts():
     """SD1.5-width embeddings of the usual length (77 tokens), as tensors and conditionings."""
     tensors = embeddings(768, {"positive": 77, "negative": 77, "empty": 77})
     return tensors, {name: as_conditioning(tensor) for name, tensor in tensors.items()}
+
+
+@pytest.fixture(scope="module")
+def stock_euler(sd15, prompts):
+    """The stock KSampler's latent for the SD1.5 prompts (euler, normal): what a start of 0 must give."""
+    _, conds = prompts
+    return stock_latent(sd15, conds["positive"], conds["negative"], stock.empty_latent())
 
 
 def delayed(model, positive, negative, latent, start, before="early conditioning", early=None, sampler="euler",
@@ -111,14 +106,14 @@ class Recorder:
         return "unknown"
 
     def wrapper(self, apply_model, args):
-        c, chunks = args["c"], args["cond_or_uncond"]
+        model_conds, chunks = args["c"], args["cond_or_uncond"]
         batch = args["input"].shape[0] // len(chunks)
-        rows = [chunk * batch + i for chunk, which in enumerate(chunks) if which == 1 for i in range(batch)]
-        names = [self.name_of(c["c_crossattn"][row]) for row in rows]
-        adm = [c["y"][row].clone() if "y" in c else None for row in rows]
+        rows = [chunk * batch + image for chunk, which in enumerate(chunks) if which == 1 for image in range(batch)]
+        names = [self.name_of(model_conds["c_crossattn"][row]) for row in rows]
+        adm = [model_conds["y"][row].clone() if "y" in model_conds else None for row in rows]
         self.calls.append((float(args["timestep"][0]), sampler_loop_step(), names, adm))
         self.rows.append(args["input"].shape[0])
-        return apply_model(args["input"], args["timestep"], **c)
+        return apply_model(args["input"], args["timestep"], **model_conds)
 
     def unconds_by_step(self):
         return [(step, names) for _sigma, step, names, _adm in self.calls]
@@ -178,7 +173,7 @@ def test_sdxl_every_unconditional_row_carries_its_own_pooled_output_and_sizes(sd
     assert_switch(recorder, "empty")
     expected_adm = {name: sdxl.model.encode_adm(**conditioning[0][1])[0] for name, conditioning in conds.items()}
     assert not torch.equal(expected_adm["empty"], expected_adm["negative"])
-    for sigma, step, names, adm in recorder.calls:
+    for _sigma, step, names, adm in recorder.calls:
         for name, row in zip(names, adm):
             torch.testing.assert_close(row, expected_adm[name].to(row), rtol=0, atol=0,
                                        msg=f"step {step}: {name}'s ADM input is not its own")
@@ -248,13 +243,13 @@ if hasattr(nodes_cfg, "CFGZeroStar"):
 
 
 @pytest.mark.parametrize("patch", sorted(PATCHES))
-def test_patched_model_is_the_stock_ksampler_at_both_ends(sd15, prompts, patch):
+def test_patched_model_is_the_stock_ksampler_at_both_ends(sd15, prompts, stock_euler, patch):
     _, conds = prompts
     latent = stock.empty_latent()
     positive, negative, empty = conds["positive"], conds["negative"], conds["empty"]
     # A fresh patch for every run: APG keeps a running average between evaluations.
     expected = stock_latent(PATCHES[patch](sd15), positive, negative, latent)
-    assert not torch.equal(expected, stock_latent(sd15, positive, negative, latent)), f"{patch} changes nothing"
+    assert not torch.equal(expected, stock_euler), f"{patch} changes nothing"
     assert torch.equal(delayed(PATCHES[patch](sd15), positive, negative, latent, 0, early=empty), expected)
     expected_empty = stock_latent(PATCHES[patch](sd15), positive, empty, latent)
     assert torch.equal(delayed(PATCHES[patch](sd15), positive, negative, latent, STEPS, early=empty), expected_empty)
@@ -268,7 +263,8 @@ def test_post_cfg_function_sees_the_unconditional_prediction_of_each_step(sd15, 
         uncond = args["uncond"][0]["model_conds"]["c_crossattn"].cond
         name = next(name for name, tensor in tensors.items() if torch.equal(uncond, tensor))
         # What the model predicts for each candidate unconditional prompt at this very input.
-        predictions = {candidate: args["model"].apply_model(args["input"], args["sigma"], c_crossattn=tensors[candidate])
+        predictions = {candidate: args["model"].apply_model(args["input"], args["sigma"],
+                                                            c_crossattn=tensors[candidate])
                        for candidate in ("empty", "negative")}
         seen.append((sampler_loop_step(), name, args["cond_scale"], args["uncond_denoised"], predictions))
         return args["denoised"]
@@ -328,10 +324,17 @@ def test_euler_cfg_pp_with_no_guidance_takes_plain_steps_before_the_start(sd15, 
 def test_no_guidance_skips_the_unconditional_evaluation_before_the_start(sd15, prompts):
     tensors, conds = prompts
     recorder = Recorder(sd15, tensors)
-    delayed(recorder.model, conds["positive"], conds["negative"], stock.empty_latent(), START, before="no guidance")
+    result = delayed(recorder.model, conds["positive"], conds["negative"], stock.empty_latent(), START,
+                     before="no guidance")
     assert_switch(recorder, None)
     # One row per evaluation before the start, two after: less model work than the stock 2 per step.
     assert recorder.rows == [1] * START + [2] * (STEPS - START)
+    # And the skipped branch means guidance 1 (the positive's prediction alone), as stock cfg 1 does.
+    first = stock.ksampler_advanced(sd15, "enable", SEED, STEPS, 1.0, "euler", "normal", conds["positive"],
+                                    conds["negative"], stock.empty_latent(), 0, START, "enable")
+    reference = stock.ksampler_advanced(sd15, "disable", SEED, STEPS, CFG, "euler", "normal", conds["positive"],
+                                        conds["negative"], first, START, 10000, "disable")["samples"]
+    torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-3)
 
 
 # 7. Inputs are never changed ------------------------------------------------------------------------------
@@ -458,9 +461,9 @@ def test_early_conditioning_with_nothing_connected_says_to_connect_it(sd15, prom
         run_node(node, sd15, prompts[1], before="early conditioning", early=None)
 
 
-@pytest.mark.parametrize("node", NODE_NAMES)
-@pytest.mark.parametrize("sigma", [1000.0, 0.001])
-def test_a_sigma_outside_the_schedule_names_the_range_and_the_next_run_is_normal(sd15, prompts, node, sigma):
+@pytest.mark.parametrize("node, sigma", [(node, 1000.0) for node in NODE_NAMES] + [("KSampler", 0.001)])
+def test_a_sigma_outside_the_schedule_names_the_range_and_the_next_run_is_normal(sd15, prompts, stock_euler, node,
+                                                                                 sigma):
     conds = prompts[1]
     schedule = full_schedule(sd15, STEPS, "euler", "normal")
     with pytest.raises(ValueError) as error:
@@ -469,8 +472,7 @@ def test_a_sigma_outside_the_schedule_names_the_range_and_the_next_run_is_normal
     assert "negative_start" in message and "outside this schedule" in message
     assert f"{float(schedule[0]):.4g}" in message and f"{float(schedule[STEPS - 1]):.4g}" in message
     # Nothing is left half-done: the next run on the same model is the stock result.
-    expected = stock_latent(sd15, conds["positive"], conds["negative"], stock.empty_latent())
-    assert torch.equal(run_node(node, sd15, conds, start=0, early=conds["empty"]), expected)
+    assert torch.equal(run_node(node, sd15, conds, start=0, early=conds["empty"]), stock_euler)
 
 
 @pytest.mark.parametrize("start, end", [(4, 4), (4, 2)])
@@ -515,7 +517,7 @@ def interrupting(model, at_call, calls):
 
 
 @pytest.mark.parametrize("node", NODE_NAMES)
-def test_interrupt_stops_sampling_like_the_stock_ksampler(sd15, prompts, node):
+def test_interrupt_stops_sampling_like_the_stock_ksampler(sd15, prompts, stock_euler, node):
     conds = prompts[1]
     at_call = START + 1
     try:
@@ -530,22 +532,19 @@ def test_interrupt_stops_sampling_like_the_stock_ksampler(sd15, prompts, node):
     finally:
         comfy.model_management.interrupt_current_processing(False)
     # The next run is normal.
-    expected = stock_latent(sd15, conds["positive"], conds["negative"], stock.empty_latent())
-    assert torch.equal(run_node(node, sd15, conds, start=0, early=conds["empty"]), expected)
+    assert torch.equal(run_node(node, sd15, conds, start=0, early=conds["empty"]), stock_euler)
 
 
 def test_progress_bar_advances_like_the_stock_ksampler(sd15, prompts):
-    import comfy.utils
-
     _, conds = prompts
-    updates, hook = [], comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))
+    stock_updates, updates, hook = [], [], comfy.utils.PROGRESS_BAR_HOOK
     try:
+        comfy.utils.set_progress_bar_global_hook(lambda value, total, *_, **__: stock_updates.append((value, total)))
         stock_latent(sd15, conds["positive"], conds["negative"], stock.empty_latent(), "heun")
-        expected, updates[:] = list(updates), []
+        comfy.utils.set_progress_bar_global_hook(lambda value, total, *_, **__: updates.append((value, total)))
         delayed(sd15, conds["positive"], conds["negative"], stock.empty_latent(), START, early=conds["empty"],
                 sampler="heun")
     finally:
         comfy.utils.set_progress_bar_global_hook(hook)
-    assert expected == [(step, STEPS) for step in range(1, STEPS + 1)]
-    assert updates == expected
+    assert stock_updates == [(step, STEPS) for step in range(1, STEPS + 1)]
+    assert updates == stock_updates
