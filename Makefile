@@ -16,7 +16,17 @@ $(VENV)/.installed: tests/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-$(CHECKPOINT): $(VENV)/.installed devtools/tiny_models.py
+# The browser tests drive Debian's chromium: Playwright's own browser download does not work here.
+$(VENV)/.chromium: | $(VENV)/.installed
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" != 0 ]; then \
+		echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium', then make again." >&2; \
+		exit 1; fi
+	[ -x /usr/bin/chromium ] || (apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends chromium)
+	touch $@
+
+# Seeded: the same bytes every time, so only a change to the generator makes it again.
+$(CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
 	$(PY) devtools/make_checkpoint.py $@
 
 setup: $(VENV)/.installed $(CHECKPOINT)
@@ -25,7 +35,7 @@ setup: $(VENV)/.installed $(CHECKPOINT)
 run: setup
 	$(PY) devtools/comfyui_server.py
 
-test: setup
+test: setup $(VENV)/.chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench: setup

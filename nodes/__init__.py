@@ -6,12 +6,13 @@ from comfy_api.latest import ComfyExtension, io
 
 from .attention_maps import NODES as ATTENTION_NODES
 from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES
+from .image_grid import NODES as IMAGE_GRID_NODES
 
 
 class DelayedNegativeExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*DELAYED_NEGATIVE_NODES, *ATTENTION_NODES]
+        return [*DELAYED_NEGATIVE_NODES, *ATTENTION_NODES, *IMAGE_GRID_NODES]
 
 
 async def comfy_entrypoint() -> DelayedNegativeExtension:

@@ -79,7 +79,7 @@ def parse_steps(steps: str, count: int) -> list[int]:
 
 def branch_label(maps: AttentionMaps, index: int) -> str:
     track = maps.tracks[index]
-    return f"{'+' if track.branch == 'positive' else '−'} {track.label}"
+    return f"{'+' if track.branch == 'positive' else '-'} {track.label}"
 
 
 class RecordAttentionMaps(io.ComfyNode):
@@ -150,7 +150,7 @@ class AttentionGrid(io.ComfyNode):
                     io.String.Input("steps", default="all", tooltip="'all', or steps such as 0, 5, 10-14."),
                     batch_input(), colormap_input(), normalization_input(),
                     io.Int.Input("cell_size", default=96, min=32, max=512, tooltip="Pixel size of each map.")],
-            outputs=[io.Image.Output(tooltip="Rows: words (+ positive branch, − unconditional); columns: steps.")],
+            outputs=[io.Image.Output(tooltip="Rows: words (+ positive branch, - unconditional); columns: steps.")],
         )
 
     @classmethod

@@ -1,0 +1,397 @@
+"""Write the example workflows (`example_workflows/*.json`, the UI format a user drags into ComfyUI).
+
+Each example is described below in a few lines of Python: nodes by type, widget values by input
+name, links by input name (`sampler = graph.add("KSampler", model=checkpoint["MODEL"], seed=42)`).
+The node definitions from /object_info turn that into what the frontend saves: widget values in
+the frontend's order (see tests/workflow_api.py, which reads them back), sockets, links, and a
+tidy left-to-right layout.
+
+Usage:
+    python devtools/example_workflows.py                 # node definitions from the saved copy
+    python devtools/example_workflows.py --server http://127.0.0.1:8188 --save-object-info
+        # read them from a running ComfyUI with this pack (`make run`) and refresh the saved copy
+
+Then `python devtools/example_thumbnails.py` renders each example's .jpg thumbnail.
+"""
+
+import argparse
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PACK_ROOT / "tests"))
+from workflow_api import has_control_widget, input_specs, is_widget  # noqa: E402
+
+OUTPUT_FOLDER = PACK_ROOT / "example_workflows"
+SAVED_OBJECT_INFO = Path(__file__).resolve().parent / "example_workflows_object_info.json"
+
+SD15 = "v1-5-pruned-emaonly.safetensors"
+PROMPT = "portrait photo of a man"
+NEGATIVE = "mustache"
+SEED = 42
+STEPS = 30
+CRITICAL_STEP = 5  # the paper's example: the negative "mustache" from step 5 of 30
+CFG = 7.5
+
+NOTE_COLOUR = {"color": "#432", "bgcolor": "#653"}
+COLUMN_GAP, ROW_GAP, MARGIN = 60, 40, 40
+SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 110
+FILE_INPUTS = {"ckpt_name"}  # combos whose options are the server's files, not fixed choices
+
+
+class Output:
+    """One output socket of a node, to pass as a link: `node["MODEL"]` or `node[0]`."""
+
+    def __init__(self, node: "Node", slot: int):
+        self.node, self.slot = node, slot
+
+
+class Node:
+    def __init__(self, graph: "Graph", node_id: int, node_type: str, values: dict, title: str | None):
+        self.graph, self.id, self.type, self.title = graph, node_id, node_type, title
+        self.links = {name: value for name, value in values.items() if isinstance(value, Output)}
+        self.widgets = {name: value for name, value in values.items() if not isinstance(value, Output)}
+
+    def __getitem__(self, output) -> Output:
+        if isinstance(output, int):
+            return Output(self, output)
+        names = self.graph.output_names(self.type)
+        if output not in names:
+            raise KeyError(f"{self.type} has no output {output!r}; it has {names}.")
+        return Output(self, names.index(output))
+
+
+class Graph:
+    """A workflow under construction: `add` nodes, then `to_json`."""
+
+    def __init__(self, object_info: dict, note: str):
+        self.object_info = object_info
+        self.note = note
+        self.nodes: list[Node] = []
+
+    def add(self, node_type: str, title: str | None = None, **values) -> Node:
+        if node_type not in self.object_info:
+            raise KeyError(f"{node_type} is not in /object_info: is the pack providing it installed?")
+        node = Node(self, len(self.nodes) + 2, node_type, values, title)  # id 1 is the note
+        self.nodes.append(node)
+        return node
+
+    def output_names(self, node_type: str) -> list[str]:
+        info = self.object_info[node_type]
+        return list(info.get("output_name") or info["output"])
+
+    def sockets(self, node: Node) -> list[tuple[str, str]]:
+        return [(name, spec[0]) for name, spec in input_specs(self.object_info[node.type]) if not is_widget(spec)]
+
+    def widgets_values(self, node: Node) -> list:
+        values, known = [], set()
+        for name, spec in input_specs(self.object_info[node.type]):
+            if not is_widget(spec):
+                continue
+            known.add(name)
+            options = (spec[1] if len(spec) > 1 else {}) or {}
+            if name in node.widgets:
+                value = node.widgets[name]
+            elif "default" in options:
+                value = options["default"]
+            elif isinstance(spec[0], list) or spec[0] == "COMBO":
+                value = (spec[0] if isinstance(spec[0], list) else options["options"])[0]
+            else:
+                raise ValueError(f"{node.type}.{name} has no default: give it a value.")
+            choices = spec[0] if isinstance(spec[0], list) else options.get("options")
+            if choices is not None and name not in FILE_INPUTS and value not in choices:
+                raise ValueError(f"{node.type}.{name} = {value!r} is not one of {choices}.")
+            values.append(value)
+            if has_control_widget(name, spec):
+                values.append("fixed")  # examples must reproduce: never "randomize"
+        unknown = set(node.widgets) - known
+        if unknown:
+            raise ValueError(f"{node.type} has no widget {sorted(unknown)}.")
+        return values
+
+    def to_json(self) -> dict:
+        links, inputs, outputs = [], {}, {}
+        for node in self.nodes:
+            outputs[node.id] = [{"name": name, "type": kind, "links": [], "slot_index": slot}
+                                for slot, (name, kind) in enumerate(zip(self.output_names(node.type),
+                                                                        self.object_info[node.type]["output"]))]
+        for node in self.nodes:
+            sockets = self.sockets(node)
+            unknown = set(node.links) - {name for name, _ in sockets}
+            if unknown:
+                raise ValueError(f"{node.type} has no input socket {sorted(unknown)}.")
+            inputs[node.id] = []
+            for slot, (name, kind) in enumerate(sockets):
+                link_id = None
+                if name in node.links:
+                    source = node.links[name]
+                    link_id = len(links) + 1
+                    links.append([link_id, source.node.id, source.slot, node.id, slot, kind])
+                    outputs[source.node.id][source.slot]["links"].append(link_id)
+                inputs[node.id].append({"name": name, "type": kind, "link": link_id})
+
+        columns = self.columns()
+        order = {node.id: index + 1 for index, node in enumerate(sorted(self.nodes, key=lambda n: columns[n.id]))}
+        sizes = {node.id: self.size(node) for node in self.nodes}
+        note_size = [640, 40 + 20 * sum(1 + len(line) // 80 for line in self.note.split("\n"))]
+        positions = self.layout(columns, sizes, top=MARGIN + note_size[1] + ROW_GAP)
+        nodes = [{"id": 1, "type": "Note", "pos": [MARGIN, MARGIN], "size": note_size, "flags": {}, "order": 0,
+                  "mode": 0, "inputs": [], "outputs": [], "title": "About this workflow", "properties": {},
+                  "widgets_values": [self.note], **NOTE_COLOUR}]
+        for node in self.nodes:
+            entry = {"id": node.id, "type": node.type, "pos": positions[node.id], "size": sizes[node.id],
+                     "flags": {}, "order": order[node.id], "mode": 0, "inputs": inputs[node.id],
+                     "outputs": outputs[node.id], "properties": {"Node name for S&R": node.type},
+                     "widgets_values": self.widgets_values(node)}
+            if node.title:
+                entry["title"] = node.title
+            nodes.append(entry)
+        return {"last_node_id": max(node["id"] for node in nodes), "last_link_id": len(links), "nodes": nodes,
+                "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+    def columns(self) -> dict[int, int]:
+        """Left-to-right columns: a node sits right of everything it reads; sources sit just left of
+        their first reader, so a latent or a noise source is drawn next to its sampler."""
+        column = {}
+
+        def depth(node: Node) -> int:
+            if node.id not in column:
+                column[node.id] = 1 + max((depth(link.node) for link in node.links.values()), default=-1)
+            return column[node.id]
+
+        for node in self.nodes:
+            depth(node)
+        for node in self.nodes:
+            readers = [column[other.id] for other in self.nodes
+                       if any(link.node is node for link in other.links.values())]
+            if not node.links and readers:
+                column[node.id] = min(readers) - 1
+        return column
+
+    def size(self, node: Node) -> list[int]:
+        info = self.object_info[node.type]
+        specs = [spec for _, spec in input_specs(info)]
+        widgets = sum(1 + has_control_widget(name, spec) for name, spec in input_specs(info) if is_widget(spec))
+        multiline = sum(1 for spec in specs if is_widget(spec) and (spec[1] if len(spec) > 1 else {}).get("multiline"))
+        sockets = max(len(self.sockets(node)), len(info["output"]))
+        if info.get("output_node") and "images" in info["input"].get("required", {}):
+            return [380, 420]  # room for the picture it shows
+        # The frontend widens a node to fit its title (about 8 px a character at its default font).
+        width = max(400 if multiline else 320, 8 * len(node.title or "") + 20)
+        height = 14 + sockets * SLOT_HEIGHT + (widgets - multiline) * WIDGET_HEIGHT + multiline * MULTILINE_HEIGHT
+        return [width, height]
+
+    def layout(self, columns: dict[int, int], sizes: dict[int, list[int]], top: int) -> dict[int, list[int]]:
+        positions, x = {}, MARGIN
+        for column in range(min(columns.values()), max(columns.values()) + 1):
+            members = [node for node in self.nodes if columns[node.id] == column]
+            y = top
+            for node in members:
+                # Level with what feeds its first input, so a chain (sampler → decode → save) reads as a row.
+                fed_from = next(iter(node.links.values()), None)
+                y = max(y, positions[fed_from.node.id][1]) if fed_from else y
+                positions[node.id] = [x, y]
+                y += sizes[node.id][1] + ROW_GAP + 30  # 30: the title bar, drawn above `pos`
+            x += max((sizes[node.id][0] for node in members), default=0) + COLUMN_GAP
+        return positions
+
+
+# --- the examples ----------------------------------------------------------------------------
+
+
+def text_to_image_inputs(graph: Graph, width=512, height=512):
+    """Checkpoint, prompt, negative and an empty latent: what every example starts from."""
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=SD15)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=width, height=height, batch_size=1)
+    return checkpoint, positive, negative, latent
+
+
+def delayed_ksampler(graph, checkpoint, positive, negative, latent, negative_start, title=None, model=None):
+    return graph.add("DelayedNegativeKSampler", title=title, model=model or checkpoint["MODEL"], seed=SEED,
+                     steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal", positive=positive[0],
+                     negative=negative[0], latent_image=latent[0], denoise=1.0, negative_start=negative_start,
+                     negative_end=-1.0, timing_unit="step", before_negative="empty prompt",
+                     clip=checkpoint["CLIP"])
+
+
+def save(graph, images: Output, prefix: str, title=None):
+    return graph.add("SaveImage", title=title, images=images, filename_prefix=prefix)
+
+
+def decode(graph, checkpoint, samples: Output):
+    return graph.add("VAEDecode", samples=samples, vae=checkpoint["VAE"])
+
+
+def paper_example(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "The paper's example (arXiv 2406.02965): \"portrait photo of a man\" with the negative \"mustache\". "
+        "Same seed, sampler and cfg in both samplers; compare the two saved images.\n\n"
+        "KSampler (stock): the negative acts from step 0, while the layout is still forming, and can change the "
+        "whole portrait.\n\n"
+        f"KSampler (Delayed Negative): the empty prompt guides steps 0-{CRITICAL_STEP - 1}, so the portrait forms "
+        f"as it would without a negative; from step {CRITICAL_STEP} of {STEPS} (the critical step) \"mustache\" "
+        "removes the mustache and little else."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    stock = graph.add("KSampler", title="KSampler (stock): negative from step 0", model=checkpoint["MODEL"],
+                      seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
+                      positive=positive[0], negative=negative[0], latent_image=latent[0], denoise=1.0)
+    delayed = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(CRITICAL_STEP),
+                               title=f"KSampler (Delayed Negative): negative from step {CRITICAL_STEP}")
+    save(graph, decode(graph, checkpoint, stock[0])[0], "stock_negative_from_step_0",
+         title="Stock: negative from step 0")
+    save(graph, decode(graph, checkpoint, delayed[0])[0], f"delayed_negative_from_step_{CRITICAL_STEP}",
+         title=f"Delayed: negative from step {CRITICAL_STEP}")
+    return graph
+
+
+def attention_maps(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Where and when each word acts. Record Attention Maps patches the model, the sampler runs as usual, and "
+        "Collect Attention Maps takes the maps of that run. Keep Record's prompts identical to the CLIP Text "
+        "Encode nodes.\n\n"
+        "Chart: each word's attention per step (solid: positive branch, dashed: unconditional). \"mustache\" "
+        f"appears at step {CRITICAL_STEP}, where the delayed negative starts. Grid: the maps per word and step. "
+        "Overlay: where each word acts on the image. Mask: where \"mustache\" acts, as a MASK.\n\n"
+        "Changing a view's settings re-renders without sampling again."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt=PROMPT, negative_prompt=NEGATIVE, positive_words="man",
+                         negative_words="mustache", layers="all")
+    sampler = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(CRITICAL_STEP),
+                               model=recorder["MODEL"])
+    image = decode(graph, checkpoint, sampler[0])
+    save(graph, image[0], "attention_image")
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
+                      mark_step=-1)
+    save(graph, chart[0], "attention_chart")
+    grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="",
+                     steps="0, 2, 4, 5, 6, 8, 12, 16, 20, 25, 29", batch_index=0, colormap="viridis",
+                     normalization="per word over steps", cell_size=96)
+    save(graph, grid[0], "attention_grid")
+    overlay = graph.add("DelayedNegativeAttentionOverlay", attention_maps=maps[0], image=image[0],
+                        words="man, mustache", first_step=0, last_step=-1, colormap="magma", opacity=0.6)
+    save(graph, overlay[0], "attention_overlay")
+    mask = graph.add("DelayedNegativeAttentionMask", attention_maps=maps[0], word="mustache", batch_index=0,
+                     first_step=CRITICAL_STEP, last_step=-1, width=0, height=0, threshold=0.5)
+    graph.add("PreviewImage", title="Mask of \"mustache\"", images=graph.add("MaskToImage", mask=mask[0])[0])
+    return graph
+
+
+SWEEP = [0, 3, 6, 10, STEPS]
+
+
+def critical_step_sweep(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Choosing the critical step: the same seed with the negative starting at steps "
+        f"{', '.join(map(str, SWEEP))} of {STEPS}, in one labelled grid. Step 0 is the stock KSampler; step "
+        f"{STEPS} means the negative never acts (empty prompt only).\n\n"
+        "Too early and the negative reshapes the whole picture; too late and the mustache stays. Pick by eye, "
+        "or read where \"mustache\" starts to act in the attention chart example. To try other steps, edit "
+        "negative_start on the samplers and the grid's labels."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    images = {}
+    for index, start in enumerate(SWEEP, start=1):
+        sampler = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(start),
+                                   title=f"negative from step {start}")
+        images[f"image_{index}"] = decode(graph, checkpoint, sampler[0])[0]
+    labels = ", ".join(["step 0 (stock)", *[f"step {start}" for start in SWEEP[1:-1]], "never"])
+    grid = graph.add("DelayedNegativeLabeledImageGrid", labels=labels, columns=0, **images)
+    save(graph, grid[0], "critical_step_sweep")
+    return graph
+
+
+def custom_sampler(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "SamplerCustomAdvanced with the Delayed Negative Guider, which works with any SAMPLER and SIGMAS: here "
+        f"dpmpp_2m_sde with the Karras schedule. The negative starts at step {CRITICAL_STEP} of the {STEPS} steps "
+        "the SIGMAS define.\n\n"
+        "The switch is exact for every sampler, including the extra model calls of second-order and SDE "
+        "samplers."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    noise = graph.add("RandomNoise", noise_seed=SEED)
+    guider = graph.add("DelayedNegativeGuider", model=checkpoint["MODEL"], positive=positive[0],
+                       negative=negative[0], cfg=CFG, negative_start=float(CRITICAL_STEP), negative_end=-1.0,
+                       timing_unit="step", before_negative="empty prompt", clip=checkpoint["CLIP"])
+    sampler = graph.add("KSamplerSelect", sampler_name="dpmpp_2m_sde")
+    sigmas = graph.add("BasicScheduler", model=checkpoint["MODEL"], scheduler="karras", steps=STEPS, denoise=1.0)
+    sampled = graph.add("SamplerCustomAdvanced", noise=noise[0], guider=guider[0], sampler=sampler[0],
+                        sigmas=sigmas[0], latent_image=latent[0])
+    save(graph, decode(graph, checkpoint, sampled["output"])[0], "delayed_negative_guider_dpmpp_2m_sde_karras")
+    return graph
+
+
+SPLIT_STEP = 12
+
+
+def two_pass(object_info) -> Graph:
+    graph = Graph(object_info, (
+        f"Two passes with KSampler Advanced (Delayed Negative): steps 0-{SPLIT_STEP}, then {SPLIT_STEP}-{STEPS} "
+        f"of one {STEPS}-step schedule.\n\n"
+        f"negative_start counts steps of the whole schedule, so both passes say {CRITICAL_STEP}: the first pass "
+        f"switches at step {CRITICAL_STEP}, the second (from step {SPLIT_STEP}) uses the negative throughout. "
+        f"With euler the result equals one {STEPS}-step pass.\n\n"
+        "A refiner works the same way: give the second pass its own model and prompts "
+        "(e.g. sd_xl_refiner_1.0.safetensors after sd_xl_base_1.0.safetensors)."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    shared = dict(model=checkpoint["MODEL"], noise_seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler",
+                  scheduler="normal", positive=positive[0], negative=negative[0],
+                  negative_start=float(CRITICAL_STEP), negative_end=-1.0, timing_unit="step",
+                  before_negative="empty prompt", clip=checkpoint["CLIP"])
+    first = graph.add("DelayedNegativeKSamplerAdvanced", title=f"Pass 1: steps 0-{SPLIT_STEP}", add_noise="enable",
+                      latent_image=latent[0], start_at_step=0, end_at_step=SPLIT_STEP,
+                      return_with_leftover_noise="enable", **shared)
+    second = graph.add("DelayedNegativeKSamplerAdvanced", title=f"Pass 2: steps {SPLIT_STEP}-{STEPS}",
+                       add_noise="disable", latent_image=first[0], start_at_step=SPLIT_STEP, end_at_step=10000,
+                       return_with_leftover_noise="disable", **shared)
+    save(graph, decode(graph, checkpoint, second[0])[0], "two_pass_delayed_negative")
+    return graph
+
+
+EXAMPLES = {
+    "01_paper_mustache_delayed_vs_stock": paper_example,
+    "02_attention_maps_chart_grid_overlay_mask": attention_maps,
+    "03_critical_step_sweep_grid": critical_step_sweep,
+    "04_custom_sampler_guider_dpmpp_2m_sde_karras": custom_sampler,
+    "05_two_pass_ksampler_advanced": two_pass,
+}
+
+
+def load_object_info(server: str | None) -> dict:
+    if server:
+        with urllib.request.urlopen(server.rstrip("/") + "/object_info", timeout=60) as response:
+            return json.loads(response.read())
+    if not SAVED_OBJECT_INFO.is_file():
+        sys.exit(f"{SAVED_OBJECT_INFO} is missing: run with --server URL --save-object-info once.")
+    return json.loads(SAVED_OBJECT_INFO.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", help="URL of a running ComfyUI with this pack, to read /object_info from")
+    parser.add_argument("--save-object-info", action="store_true",
+                        help=f"keep the node definitions the examples use in {SAVED_OBJECT_INFO.name}")
+    parser.add_argument("--output", type=Path, default=OUTPUT_FOLDER)
+    arguments = parser.parse_args()
+
+    object_info = load_object_info(arguments.server)
+    arguments.output.mkdir(parents=True, exist_ok=True)
+    used = set()
+    for name, build in EXAMPLES.items():
+        workflow = build(object_info).to_json()
+        used |= {node["type"] for node in workflow["nodes"]}
+        path = arguments.output / f"{name}.json"
+        path.write_text(json.dumps(workflow, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {path.relative_to(PACK_ROOT) if path.is_relative_to(PACK_ROOT) else path}")
+    if arguments.save_object_info:
+        kept = {node_type: object_info[node_type] for node_type in sorted(used) if node_type in object_info}
+        SAVED_OBJECT_INFO.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {SAVED_OBJECT_INFO.relative_to(PACK_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Turn a UI-format (litegraph) workflow, as saved by the ComfyUI frontend, into an API-format prompt.
+
+The frontend's own "Save (API)" does this in the browser; the tests need it without one.
+
+Widgets. A UI node keeps its widget values as a bare list, `widgets_values`, in the order the
+frontend created the widgets; only /object_info says which input each value belongs to. The
+frontend (1.32) creates them like this, and `widget_names` repeats it:
+  - inputs in `input_order`: required first, then optional (hidden inputs never);
+  - an input is a widget if its type is INT, FLOAT, STRING, BOOLEAN or a COMBO (a list of options,
+    or "COMBO"), unless it says `forceInput`; every other type (MODEL, LATENT, ...) is a socket and
+    has no value in the list;
+  - an INT (or COMBO) with `control_after_generate` (or, without that option, an INT named seed or
+    noise_seed) is followed by the "control after generate" widget ("fixed", "randomize", ...):
+    its value sits in the list right after the seed and is skipped here;
+  - a widget input that is connected keeps its value in the list: the link wins.
+Dict-shaped `widgets_values` (some packs save {name: value}) are read by name.
+
+Links. Each input that has a link becomes [origin node id as a string, origin output slot].
+Frontend-only nodes are dropped: Note, MarkdownNote, Reroute (links are followed through
+chains of them) and PrimitiveNode (its value is copied into the widget it feeds). Muted nodes
+(mode 2) are dropped with everything they feed; bypassed nodes (mode 4) are dropped and, as
+the frontend does, a link from one is passed through to its input of the same type.
+Subgraphs are not supported.
+
+Checkpoints. `checkpoint="x.safetensors"` replaces every `ckpt_name`, so an example that names
+"v1-5-pruned-emaonly.safetensors" runs on the generated test checkpoint.
+
+Scaling down for CPU tests (`scale_down`): `max_steps` caps the sampling steps and
+`max_latent_size` the longer side of empty latents, so an example runs in seconds.
+All step counts in a prompt are scaled by ONE ratio, max_steps / (largest "steps" in the prompt),
+so a workflow's step arithmetic keeps its proportions: with max_steps=10, 30 steps become 10,
+negative_start 5 becomes 2 (a delayed negative stays delayed: at least 1), a two-pass split at
+end_at_step/start_at_step 12 becomes 4 in both passes, end_at_step 10000 stays past the end,
+negative_start 30 (never) stays at the end. Scaled: INT `steps`, `start_at_step`, `end_at_step`,
+`negative_start`/`negative_end` when `timing_unit` is "step" (fractions and sigmas need no
+change), the attention views' `first_step`, `last_step`, `mark_step` (-1 stays -1; capped at the
+last recorded step) and the grid's `steps` list ("0, 5, 10-14"). Latent width and height keep
+their aspect, in multiples of 8.
+"""
+
+import copy
+import re
+
+VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SEED_NAMES = {"seed", "noise_seed"}
+MUTED, BYPASSED = 2, 4
+STEP_POSITIONS = {"start_at_step", "end_at_step"}
+RECORDED_STEP_POSITIONS = {"first_step", "last_step", "mark_step"}
+NEGATIVE_TIMING = {"negative_start", "negative_end"}
+
+
+class WorkflowError(ValueError):
+    """The workflow cannot be converted; the message says which node and what to change."""
+
+
+def input_specs(node_info: dict) -> list[tuple[str, list]]:
+    """(name, spec) of a node type's inputs in the frontend's order: input_order, required then optional."""
+    inputs = node_info.get("input", {})
+    order = node_info.get("input_order") or {section: list(inputs.get(section, {})) for section in inputs}
+    return [(name, inputs[section][name]) for section in ("required", "optional")
+            for name in order.get(section, []) if name in inputs.get(section, {})]
+
+
+def is_widget(spec: list) -> bool:
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not options.get("forceInput")
+
+
+def has_control_widget(name: str, spec: list) -> bool:
+    """Whether the frontend adds a "control after generate" widget after this one."""
+    options = (spec[1] if len(spec) > 1 else {}) or {}
+    control = options.get("control_after_generate")
+    if control is None:
+        return spec[0] == "INT" and name in SEED_NAMES
+    return bool(control)
+
+
+def widget_names(node_info: dict) -> list[str | None]:
+    """The name behind each entry of widgets_values; None for a control-after-generate value."""
+    names = []
+    for name, spec in input_specs(node_info):
+        if is_widget(spec):
+            names.append(name)
+            if has_control_widget(name, spec):
+                names.append(None)
+    return names
+
+
+def widget_inputs(node: dict, node_info: dict) -> dict:
+    """{input name: value} from a UI node's widgets_values."""
+    values = node.get("widgets_values") or []
+    names = widget_names(node_info)
+    if isinstance(values, dict):
+        return {name: values[name] for name in names if name is not None and name in values}
+    if len(values) != len(names):
+        expected = ", ".join(name or "(control after generate)" for name in names)
+        raise WorkflowError(f"Node {node['id']} ({node['type']}) has {len(values)} widget values, but this "
+                            f"ComfyUI's {node['type']} has {len(names)} widgets: {expected}. Open and re-save "
+                            "the workflow in this ComfyUI, or update the node pack it was made with.")
+    return {name: value for name, value in zip(names, values) if name is not None}
+
+
+class _Graph:
+    def __init__(self, workflow: dict):
+        if workflow.get("definitions", {}).get("subgraphs"):
+            raise WorkflowError("This workflow has subgraphs, which this converter does not expand.")
+        self.nodes = {node["id"]: node for node in workflow["nodes"]}
+        self.links = {}
+        for link in workflow.get("links", []):
+            if isinstance(link, dict):  # the frontend's newer serialisation
+                link = [link["id"], link["origin_id"], link["origin_slot"], link["target_id"],
+                        link["target_slot"], link["type"]]
+            self.links[link[0]] = link
+
+    def origin(self, link_id):
+        """The real (node, slot) a link comes from, through Reroutes and bypassed nodes; None if none."""
+        seen = set()
+        while link_id is not None and link_id in self.links and link_id not in seen:
+            seen.add(link_id)
+            _, from_id, from_slot, _, _, link_type = self.links[link_id]
+            node = self.nodes.get(from_id)
+            if node is None or node.get("mode") == MUTED:
+                return None
+            if node["type"] == "Reroute":
+                link_id = (node.get("inputs") or [{}])[0].get("link")
+            elif node.get("mode") == BYPASSED:
+                link_id = self._passed_through(node, from_slot, link_type)
+            else:
+                return node, from_slot
+        return None
+
+    @staticmethod
+    def _passed_through(node: dict, slot: int, link_type: str):
+        inputs = node.get("inputs") or []
+        if slot < len(inputs) and inputs[slot].get("type") == link_type and inputs[slot].get("link") is not None:
+            return inputs[slot]["link"]
+        return next((entry["link"] for entry in inputs
+                     if entry.get("type") == link_type and entry.get("link") is not None), None)
+
+
+def to_api_prompt(workflow: dict, object_info: dict, checkpoint: str | None = None) -> dict:
+    """The API-format prompt {node id: {"class_type", "inputs", "_meta"}} for a UI-format workflow."""
+    graph = _Graph(workflow)
+    missing = sorted({node["type"] for node in graph.nodes.values()
+                      if node["type"] not in VIRTUAL_NODES and node["type"] not in object_info})
+    if missing:
+        raise WorkflowError(f"Node types missing on this server: {', '.join(missing)}. "
+                            "Install the node packs that provide them.")
+    prompt = {}
+    for node_id, node in graph.nodes.items():
+        if node["type"] in VIRTUAL_NODES or node.get("mode") in (MUTED, BYPASSED):
+            continue
+        node_info = object_info[node["type"]]
+        inputs = widget_inputs(node, node_info)
+        for entry in node.get("inputs") or []:
+            origin = graph.origin(entry.get("link"))
+            if origin is None:
+                continue
+            source, slot = origin
+            if source["type"] == "PrimitiveNode":
+                inputs[entry["name"]] = (source.get("widgets_values") or [None])[0]
+            else:
+                inputs[entry["name"]] = [str(source["id"]), slot]
+        if checkpoint is not None and "ckpt_name" in inputs:
+            inputs["ckpt_name"] = checkpoint
+        prompt[str(node_id)] = {"class_type": node["type"], "inputs": inputs,
+                                "_meta": {"title": node.get("title") or node_info.get("display_name")
+                                          or node["type"]}}
+    return prompt
+
+
+def scale_down(prompt: dict, object_info: dict, max_steps: int | None = None,
+               max_latent_size: int | None = None) -> dict:
+    """A copy of an API prompt with fewer steps and smaller latents; see the module docstring."""
+    prompt = copy.deepcopy(prompt)
+    if max_steps is not None:
+        _scale_steps(prompt, object_info, max_steps)
+    if max_latent_size is not None:
+        for node in prompt.values():
+            _scale_latent(node, max_latent_size)
+    return prompt
+
+
+def _is_int_input(object_info: dict, class_type: str, name: str) -> bool:
+    specs = dict(input_specs(object_info.get(class_type, {})))
+    return name in specs and specs[name][0] == "INT"
+
+
+def _scale_steps(prompt: dict, object_info: dict, max_steps: int) -> None:
+    counts = [node["inputs"]["steps"] for node in prompt.values()
+              if isinstance(node["inputs"].get("steps"), int)
+              and _is_int_input(object_info, node["class_type"], "steps")]
+    if not counts or max(counts) <= max_steps:
+        return
+    ratio = max_steps / max(counts)
+    last_recorded = max(1, round(max(counts) * ratio)) - 1
+
+    def position(value):
+        return round(value * ratio)
+
+    for node in prompt.values():
+        inputs = node["inputs"]
+        for name, value in list(inputs.items()):
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                continue  # a link
+            if name == "steps" and isinstance(value, int) and _is_int_input(object_info, node["class_type"], name):
+                inputs[name] = max(1, position(value))
+            elif name == "steps" and isinstance(value, str):
+                inputs[name] = _scale_step_list(value, position, last_recorded)
+            elif name in STEP_POSITIONS and isinstance(value, int):
+                inputs[name] = position(value)
+            elif name in NEGATIVE_TIMING and inputs.get("timing_unit", "step") == "step" and value > 0:
+                inputs[name] = float(max(1, position(value)))
+            elif name in RECORDED_STEP_POSITIONS and isinstance(value, int) and value >= 0:
+                inputs[name] = min(position(value), last_recorded)
+
+
+def _scale_step_list(text: str, position, last_recorded: int) -> str:
+    """'0, 5, 10-14' with every step scaled and capped, duplicates removed; 'all' unchanged."""
+    if not re.fullmatch(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*", text):
+        return text
+    parts = []
+    for part in text.split(","):
+        ends = [min(position(int(end)), last_recorded) for end in part.split("-")]
+        scaled = "-".join(str(end) for end in dict.fromkeys(ends))
+        if scaled not in parts:
+            parts.append(scaled)
+    return ", ".join(parts)
+
+
+def _scale_latent(node: dict, max_latent_size: int) -> None:
+    inputs = node["inputs"]
+    width, height = inputs.get("width"), inputs.get("height")
+    if not (node["class_type"].startswith("Empty") and "Latent" in node["class_type"]
+            and isinstance(width, int) and isinstance(height, int)):
+        return
+    scale = max_latent_size / max(width, height)
+    if scale < 1:
+        inputs["width"] = max(8, round(width * scale / 8) * 8)
+        inputs["height"] = max(8, round(height * scale / 8) * 8)
