@@ -14,13 +14,14 @@ import logging
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
 
-BENCHMARKS = ["bench_delayed_negative"]
+BENCHMARKS = ["bench_delayed_negative", "bench_attention"]
 
 
 def import_pack(name: str = "delayed_negative"):
@@ -65,6 +66,7 @@ def machine_lines() -> list[str]:
 
 
 def main(argv=None) -> None:
+    began = time.perf_counter()
     options = parse_options(argv)
     import comfy.utils
 
@@ -77,6 +79,7 @@ def main(argv=None) -> None:
         print(flush=True)
         for line in importlib.import_module(name).run(options):
             print(line, flush=True)
+    print(f"\nbench took {time.perf_counter() - began:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
