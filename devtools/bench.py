@@ -9,7 +9,6 @@ The machine comes first, since the README quotes where its figures came from.
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import platform
@@ -19,19 +18,9 @@ from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
+import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 BENCHMARKS = ["bench_delayed_negative", "bench_attention"]
-
-
-def import_pack(name: str = "delayed_negative"):
-    """Import the pack the way ComfyUI imports a custom node folder (as tests/conftest.py does)."""
-    spec = importlib.util.spec_from_file_location(name, PACK_ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_options(argv=None) -> argparse.Namespace:
@@ -72,7 +61,7 @@ def main(argv=None) -> None:
 
     comfy.utils.PROGRESS_BAR_ENABLED = False  # both the stock nodes and ours read it per run
     logging.getLogger().setLevel(logging.WARNING)  # ComfyUI logs every model load at INFO
-    import_pack()
+    comfy_env.import_pack()
     for line in machine_lines():
         print(line, flush=True)
     for name in BENCHMARKS:

@@ -21,3 +21,16 @@ import comfy.cli_args  # noqa: E402
 
 if not torch.cuda.is_available():
     comfy.cli_args.args.cpu = True
+
+
+def import_pack(name: str = "delayed_negative"):
+    """Import this pack the way ComfyUI imports a custom node folder: as a package named `name`."""
+    import importlib.util
+
+    pack_root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location(name, pack_root / "__init__.py",
+                                                  submodule_search_locations=[str(pack_root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

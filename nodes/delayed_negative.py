@@ -116,7 +116,8 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model used for denoising."),
                 io.Conditioning.Input("positive", tooltip="What to include in the image."),
-                io.Conditioning.Input("negative", tooltip="What to remove from the image, used from negative_start on."),
+                io.Conditioning.Input("negative",
+                                      tooltip="What to remove from the image, used from negative_start on."),
                 io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale. Must be above 1 for a negative prompt to act."),
                 *timing_inputs(),
@@ -131,7 +132,8 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
         check_cfg(cfg)
         when = timing(negative_start, negative_end, timing_unit)
         guider = DelayedNegativeGuider(model, when)
-        guider.set_conds(positive, negative, before_negative_conditioning(before_negative, clip, early_conditioning, when))
+        before = before_negative_conditioning(before_negative, clip, early_conditioning, when)
+        guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)
         return io.NodeOutput(guider)
 

@@ -4,7 +4,6 @@ Nothing of ComfyUI is mocked. The pack is imported the way ComfyUI imports a cus
 folder, under the package name `delayed_negative`.
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,21 +11,11 @@ import pytest
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
+import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
 
-
-def import_pack(name: str = "delayed_negative"):
-    spec = importlib.util.spec_from_file_location(name, PACK_ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-import_pack()
+comfy_env.import_pack()
 
 
 @pytest.fixture(scope="session")

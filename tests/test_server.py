@@ -98,7 +98,8 @@ def test_attention_map_workflow_returns_grid_chart_overlay_and_mask(server):
         prompt[node] = {"class_type": "SaveImage", "inputs": {"images": [source, 0], "filename_prefix": f"att{node}"}}
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", entry["status"]
-    saved = {node: server.output_files({"outputs": {node: entry["outputs"][node]}}) for node in ("20", "21", "22", "23")}
+    saved = {node: server.output_files({"outputs": {node: entry["outputs"][node]}})
+             for node in ("20", "21", "22", "23")}
     assert all(len(files) == 1 and files[0].is_file() for files in saved.values())
     assert Image.open(saved["21"][0]).size == (768, 432)
     assert Image.open(saved["23"][0]).size == (64, 64)
