@@ -1,0 +1,46 @@
+"""The pack is ready for the Comfy Registry."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from PIL import Image
+
+from comfyui_home import COMFYUI_VERSION
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+
+
+def test_comfy_cli_validates_the_pack():
+    comfy = Path(sys.executable).parent / "comfy"
+    result = subprocess.run([str(comfy), "--skip-prompt", "--no-enable-telemetry", "node", "validate"],
+                            cwd=PACK_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "validation checks passed" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_registry_metadata_follows_the_registry_specification():
+    # docs.comfy.org/registry/specifications: `comfy node validate` checks security, not these.
+    project, comfy = PYPROJECT["project"], PYPROJECT["tool"]["comfy"]
+    name = project["name"]
+    assert len(name) < 100 and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*([-_.][A-Za-z0-9]+)*", name)
+    assert "comfyui" not in name.lower()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
+    assert (PACK_ROOT / project["license"]["file"]).is_file()
+    assert project["urls"]["Repository"].startswith("https://")
+    assert comfy["PublisherId"] and comfy["DisplayName"]
+    assert comfy["requires-comfyui"] == f">={COMFYUI_VERSION}"  # the release the tests run on
+    icon = PACK_ROOT / "docs" / Path(comfy["Icon"]).name
+    with Image.open(icon) as picture:
+        assert picture.size[0] == picture.size[1] >= 128
+
+
+def test_requirements_install_nothing_at_import_time():
+    for path in PACK_ROOT.glob("**/*.py"):
+        if ".venv" in path.parts or ".comfyui" in path.parts or "tests" in path.parts or "devtools" in path.parts:
+            continue
+        text = path.read_text()
+        for forbidden in ("pip install", "subprocess", "eval(", "exec(", "sys.path"):
+            assert forbidden not in text, f"{path.relative_to(PACK_ROOT)} contains {forbidden!r}"
