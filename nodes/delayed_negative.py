@@ -8,8 +8,7 @@ from comfy_api.latest import io
 
 from ..samplers.delayed_negative_guider import DelayedNegativeGuider
 from ..samplers.ksampler import delayed_negative_ksampler
-from .negative_inputs import (CATEGORY, before_negative_conditioning, before_negative_inputs, check_cfg,
-                              timing, timing_inputs)
+from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings, timing_inputs
 
 
 def sampling_inputs() -> list:
@@ -55,9 +54,8 @@ class DelayedNegativeKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None):
-        check_cfg(cfg)
-        when = timing(negative_start, negative_end, timing_unit)
-        before = before_negative_conditioning(before_negative, clip, early_conditioning, when)
+        when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
+                                         early_conditioning)
         return io.NodeOutput(delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             denoise=denoise))
@@ -95,9 +93,8 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, start_at_step, end_at_step, return_with_leftover_noise, negative_start, negative_end,
                 timing_unit, before_negative, clip=None, early_conditioning=None):
-        check_cfg(cfg)
-        when = timing(negative_start, negative_end, timing_unit)
-        before = before_negative_conditioning(before_negative, clip, early_conditioning, when)
+        when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
+                                         early_conditioning)
         return io.NodeOutput(delayed_negative_ksampler(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             add_noise=add_noise == "enable", start_at_step=start_at_step, end_at_step=end_at_step,
@@ -129,10 +126,9 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, negative_start, negative_end, timing_unit, before_negative,
                 clip=None, early_conditioning=None):
-        check_cfg(cfg)
-        when = timing(negative_start, negative_end, timing_unit)
+        when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
+                                         early_conditioning)
         guider = DelayedNegativeGuider(model, when)
-        before = before_negative_conditioning(before_negative, clip, early_conditioning, when)
         guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)
         return io.NodeOutput(guider)

@@ -45,8 +45,11 @@ def before_negative_inputs() -> list:
     ]
 
 
-def timing(negative_start: float, negative_end: float, timing_unit: str) -> NegativeTiming:
-    return NegativeTiming(negative_start, negative_end, timing_unit)
+def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning):
+    """Check the shared inputs; returns (when the negative acts, the conditioning used outside it)."""
+    check_cfg(cfg)
+    when = NegativeTiming(negative_start, negative_end, timing_unit)
+    return when, before_negative_conditioning(before_negative, clip, early_conditioning, when)
 
 
 def before_negative_conditioning(before_negative: str, clip, early_conditioning, timing: NegativeTiming):
