@@ -10,6 +10,7 @@ import torch
 
 from ..samplers.step_clock import StepClock, clock_rule
 from .maps import AttentionMaps, Track
+from .probabilities import column_probabilities, word_sums
 
 BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
 
@@ -37,6 +38,7 @@ class AttentionRecording:
         self.clock = None
         self.step = 0
         self.prompt_of_cond = {}
+        self.gather = {}
 
     # --- called by the model wrappers -------------------------------------------------------
 
@@ -47,6 +49,7 @@ class AttentionRecording:
         self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
         self.sigmas = tuple(float(s) for s in sigmas[:-1])
         self.clock = StepClock(sigmas, 0, clock_rule(sampler))
+        self.prompt_of_cond = {}  # cond uuids are new on every run
 
     def begin_evaluation(self, sigma: float):
         if self.clock is not None:
@@ -69,10 +72,18 @@ class AttentionRecording:
             return "empty"
         return "negative"
 
+    def columns_to_gather(self, prompt: str, tokens: int, device):
+        """(sorted columns, each word's columns, the columns as an index tensor) for a prompt whose
+        encoding has `tokens` columns; worked out once, not on every cross-attention call."""
+        key = (prompt, tokens, device)
+        if key not in self.gather:
+            words = [[c for c in columns if c < tokens] for _, columns in self.columns[prompt]]
+            columns = sorted({c for word in words for c in word})
+            self.gather[key] = columns, words, torch.tensor(columns, device=device)
+        return self.gather[key]
+
     def add(self, q, k, heads, extra_options):
         """Add one cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
-        from .probabilities import column_probabilities, word_sums
-
         if self.sums is None:
             return
         chunks = extra_options.get("cond_or_uncond", [])
@@ -87,12 +98,12 @@ class AttentionRecording:
             words = self.columns.get(prompt)
             if not words:
                 continue
-            rows = slice(index * batch, (index + 1) * batch)
-            columns = sorted({c for _, word_columns in words for c in word_columns if c < k.shape[1]})
+            columns, word_columns, index_tensor = self.columns_to_gather(prompt, k.shape[1], q.device)
             if not columns:
                 continue
-            probabilities = column_probabilities(q[rows], k[rows], heads, torch.tensor(columns, device=q.device))
-            per_word = word_sums(probabilities, [[c for c in cols if c < k.shape[1]] for _, cols in words], columns)
+            rows = slice(index * batch, (index + 1) * batch)
+            probabilities = column_probabilities(q[rows], k[rows], heads, index_tensor)
+            per_word = word_sums(probabilities, word_columns, columns)
             maps = per_word.reshape(batch, len(words), height, width)
             if (height, width) != tuple(self.sums.shape[-2:]):
                 maps = torch.nn.functional.interpolate(maps, size=self.sums.shape[-2:], mode="bilinear",

@@ -9,7 +9,6 @@ negative appearing at its start step), not what a trained model attends to.
 import sys
 from pathlib import Path
 
-import numpy
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,14 +21,14 @@ import nodes  # noqa: E402
 from delayed_negative.nodes.attention_maps import (AttentionChart, AttentionGrid, CollectAttentionMaps,  # noqa: E402
                                                    RecordAttentionMaps)
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler  # noqa: E402
+from delayed_negative.render.convert import to_uint8  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 POSITIVE, NEGATIVE = "portrait photo of a man", "mustache"
 
 
 def save(image, name):
-    pixels = (image[0].detach().clamp(0, 1).numpy() * 255).round().astype(numpy.uint8)
-    Image.fromarray(pixels).save(DOCS / name)
+    Image.fromarray(to_uint8(image[0])).save(DOCS / name)
 
 
 if __name__ == "__main__":
