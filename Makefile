@@ -1,6 +1,9 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    start ComfyUI with this pack on 127.0.0.1:8188 (HOST=..., PORT=... to change)
 #   make test   set everything up and run the whole test suite
+# on the pinned ComfyUI (0.3.75). `make test-current` runs the same suite on the current
+# release (0.33.0) in its own environment, from the source tree in ../shared/hosts/ (a
+# project CI host: users never need it).
 # Everything generated lives in git-ignored folders of this checkout and is reused.
 
 PYTHON ?= python3
@@ -9,9 +12,14 @@ PY := $(VENV)/bin/python
 CHECKPOINT := .models/checkpoints/delayed-negative-test-sd15.safetensors
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench
+# The current ComfyUI release: its source tree, with its own requirements.txt, in .venv-0.33.
+CURRENT_TARBALL ?= ../shared/hosts/comfyui-0.33.0.tar.gz
+CURRENT_HOME := .hosts/comfyui-0.33.0
+CURRENT_VENV := .venv-0.33
 
-$(VENV)/.installed: tests/requirements.txt
+.PHONY: setup run test bench setup-current test-current
+
+$(VENV)/.installed: tests/requirements.txt tests/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
@@ -37,6 +45,22 @@ run: setup
 
 test: setup $(VENV)/.chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+$(CURRENT_HOME)/main.py: $(CURRENT_TARBALL)
+	rm -rf $(CURRENT_HOME) .hosts/ComfyUI && mkdir -p .hosts
+	tar xzf $(CURRENT_TARBALL) -C .hosts && mv .hosts/ComfyUI $(CURRENT_HOME)
+	touch $@
+
+$(CURRENT_VENV)/.installed: $(CURRENT_HOME)/main.py tests/requirements-current-host.txt tests/requirements-tools.txt
+	$(PYTHON) -m venv $(CURRENT_VENV)
+	$(CURRENT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r $(CURRENT_HOME)/requirements.txt -r tests/requirements-current-host.txt
+	touch $@
+
+setup-current: $(CURRENT_VENV)/.installed setup
+
+test-current: setup-current $(VENV)/.chromium
+	COMFYUI_PATH=$(CURDIR)/$(CURRENT_HOME) $(CURRENT_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) devtools/bench.py

@@ -3,14 +3,15 @@
 - an attn2 replace patch on every cross-attention block chosen (set_model_attn2_replace):
   returns exactly what ComfyUI's optimized attention returns (so the image is bit-identical)
   and hands q and k to the recording on the side;
-- three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and the
-  sampler, PREDICT_NOISE attributes each model evaluation to its step, CALC_COND_BATCH tells
-  which prompt each batch chunk holds.
+- three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and
+  learns the sampler's step pattern (samplers/step_clock.py), PREDICT_NOISE attributes each
+  model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds.
 """
 
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.patcher_extension import WrappersMP
 
+from ..samplers.step_clock import StepClock
 from .recording import AttentionRecording
 
 WRAPPER_KEY = "delayed_negative.attention"
@@ -39,9 +40,12 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     for block in blocks:
         patched.set_model_attn2_replace(attention_patch(recording, existing.get(block)), *block)
 
-    def sampler_sample(executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
-        recording.begin_run(executor.class_obj, sigmas, noise.shape)
-        return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
+    def sampler_sample(executor, guider, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+                       *args, **kwargs):
+        clock = StepClock.learn(executor.class_obj, guider, sigmas, noise, latent_image, denoise_mask,
+                                extra_args.get("model_options"), extra_args.get("seed"))
+        recording.begin_run(clock, sigmas, noise.shape)
+        return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, *args, **kwargs)
 
     def predict_noise(executor, x, timestep, model_options={}, seed=None):
         recording.begin_evaluation(float(timestep[0]))

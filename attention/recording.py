@@ -8,7 +8,7 @@ device to [batch, words, latent height, latent width], into one running sum per 
 
 import torch
 
-from ..samplers.step_clock import StepClock, clock_rule
+from ..samplers.step_clock import StepClock
 from .maps import AttentionMaps, Track
 from .probabilities import column_probabilities, word_sums
 
@@ -42,13 +42,13 @@ class AttentionRecording:
 
     # --- called by the model wrappers -------------------------------------------------------
 
-    def begin_run(self, sampler, sigmas, latent_shape):
+    def begin_run(self, clock: StepClock, sigmas, latent_shape):
         steps = len(sigmas) - 1
         batch, height, width = latent_shape[0], latent_shape[-2], latent_shape[-1]
         self.sums = torch.zeros(steps, len(self.tracks), batch, height, width, device=sigmas.device)
         self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
         self.sigmas = tuple(float(s) for s in sigmas[:-1])
-        self.clock = StepClock(sigmas, 0, clock_rule(sampler))
+        self.clock = clock
         self.prompt_of_cond = {}  # cond uuids are new on every run
 
     def begin_evaluation(self, sigma: float):

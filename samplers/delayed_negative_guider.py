@@ -14,7 +14,7 @@ import comfy.samplers
 import node_helpers
 
 from .negative_window import NegativeTiming, resolve_window
-from .step_clock import StepClock, clock_rule
+from .step_clock import StepClock
 
 BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
 EARLY = "before negative"  # the guider's name for the conds used outside the window
@@ -42,10 +42,13 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
             conds[EARLY] = node_helpers.conditioning_set_values(before_negative, {"prompt_type": "negative"})
         self.inner_set_conds(conds)
 
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, *args, **kwargs):
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                     *args, **kwargs):
         self.window = resolve_window(self.timing, sigmas if self.schedule is None else self.schedule)
-        self.clock = StepClock(sigmas, self.first_step, clock_rule(sampler))
-        return super().inner_sample(noise, latent_image, device, sampler, sigmas, *args, **kwargs)
+        self.clock = StepClock.learn(sampler, self, sigmas, noise, latent_image, denoise_mask, self.model_options,
+                                     seed, self.first_step)
+        return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
+                                    disable_pbar, seed, *args, **kwargs)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         step = self.clock.step_of(float(timestep[0]))

@@ -19,7 +19,8 @@ VIEWPORT = {"width": 1600, "height": 1000}
 TEMPLATES_DIALOG = '[role=dialog][aria-labelledby="global-workflow-template-selector"]'
 MISSING_NODES_DIALOG = "global-missing-nodes"
 ERROR_DIALOGS = ("global-execution-error", "global-error")
-QUEUE_BUTTON = '[data-testid="queue-button"] button[aria-label="Run"]'
+# The Run button: inside the queue-button group (frontend 1.32), or the button itself (1.49).
+QUEUE_BUTTON = '[data-testid="queue-button"] button[aria-label="Run"], button[data-testid="queue-button"]'
 PACK_MARKERS = ("delayednegative", "delayed negative", "delayed-negative", "delayed_negative")
 
 
@@ -91,6 +92,16 @@ def graph_nodes(page) -> list[dict]:
     return page.evaluate("""() => window.app.graph.nodes.map(node => ({
         id: node.id, type: node.type, registered: Boolean(LiteGraph.registered_node_types[node.type]),
         has_errors: Boolean(node.has_errors)}))""")
+
+
+def flagged_alone(page, workflow: dict, node_id) -> bool:
+    """Whether the frontend flags this node of `workflow` when it stands alone in an otherwise empty
+    graph, with the same widget values: what it does to a stock node whatever the pack does
+    (frontend 1.49 flags a loader whose model file the server does not have)."""
+    node = next(node for node in workflow["nodes"] if str(node["id"]) == str(node_id))
+    alone = {**workflow, "nodes": [{**node, "inputs": [], "outputs": []}], "links": [], "groups": []}
+    load_workflow(page, alone)
+    return page.evaluate("() => Boolean(window.app.graph.nodes[0]?.has_errors)")
 
 
 def api_prompt(page) -> dict:

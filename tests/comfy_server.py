@@ -66,7 +66,8 @@ class ComfyServer:
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())
+                body = response.read()
+                return json.loads(body) if body else {}  # /interrupt and /free answer with no body
         except urllib.error.HTTPError as error:
             return {"http_error": error.code, **json.loads(error.read() or b"{}")}
 

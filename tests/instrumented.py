@@ -10,12 +10,13 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+import comfy.extra_samplers.uni_pc
+import comfy.k_diffusion.sampling
+import third_party_samplers
 import torch
 
-import comfy.k_diffusion.sampling
-import comfy.extra_samplers.uni_pc
-
-K_DIFFUSION_FILE = Path(comfy.k_diffusion.sampling.__file__).resolve()
+# Files whose sampler loops name their step `i` next to `sigmas`.
+LOOP_FILES = {Path(module.__file__).resolve() for module in (comfy.k_diffusion.sampling, third_party_samplers)}
 UNI_PC_FILE = Path(comfy.extra_samplers.uni_pc.__file__).resolve()
 
 
@@ -32,7 +33,7 @@ def sampler_loop_step():
     while frame is not None:
         path = Path(frame.f_code.co_filename).resolve()
         local = frame.f_locals
-        if path == K_DIFFUSION_FILE and isinstance(local.get("i"), int) and "sigmas" in local:
+        if path in LOOP_FILES and isinstance(local.get("i"), int) and "sigmas" in local:
             return local["i"]
         if path == UNI_PC_FILE and frame.f_code.co_name == "sample":
             # Iteration step_index of UniPC's loop evaluates the model at timesteps[step_index].

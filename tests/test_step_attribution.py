@@ -1,25 +1,30 @@
-"""(iv) For every sampler ComfyUI has, the switch to the negative falls exactly at step k.
+"""(iv) For every sampler, known or not, the switch to the negative falls exactly at step k.
 
 An instrumented model records which unconditional conditioning each model evaluation saw;
-the reference step of each evaluation is the sampler's own loop counter.
+the reference step of each evaluation is the sampler's own loop counter. Every name in the
+running host's KSampler.SAMPLERS is covered, so a sampler added by a new ComfyUI release is
+tested the day the host is. Samplers that do not step on the schedule (dpm_fast, dpm_adaptive)
+or that the pack cannot learn (third-party ones below) must say so and follow the documented
+fallback: by sigma.
 """
 
-import pytest
-import torch
+import logging
 
 import comfy.samplers
-from tiny_models import tiny_sd15
-
+import pytest
+import third_party_samplers
+import torch
+from delayed_negative.samplers.delayed_negative_guider import DelayedNegativeGuider
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
-from delayed_negative.samplers.step_clock import GRID, NEXT_SIGMA, StepClock
 from instrumented import instrument
+from tiny_models import tiny_sd15
 
 STEPS = 8
 START = 3
 SAMPLERS = comfy.samplers.KSampler.SAMPLERS
-# Samplers that have no per-step loop: their evaluations belong to steps by sigma alone.
-BY_SIGMA = {"dpm_fast", "dpm_adaptive"}
+# Samplers whose evaluations sit on a grid of their own, not the schedule's steps.
+OWN_GRID = {"dpm_fast", "dpm_adaptive"}
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +38,23 @@ def prompts():
     return {name: torch.randn(1, 77, 768, generator=generator) for name in ("positive", "negative", "empty")}
 
 
+def conditioning(prompts):
+    return {name: [[tensor, {}]] for name, tensor in prompts.items()}
+
+
 def run(model, prompts, sampler, scheduler, denoise=1.0, **advanced):
     log = []
-    patched = instrument(model, prompts, log)
-    condition = {name: [[tensor, {}]] for name, tensor in prompts.items()}
+    condition = conditioning(prompts)
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    delayed_negative_ksampler(patched, 7, STEPS, 5.0, sampler, scheduler, condition["positive"],
-                              condition["negative"], latent, NegativeTiming(START), condition["empty"],
-                              denoise=denoise, **advanced)
+    delayed_negative_ksampler(instrument(model, prompts, log), 7, STEPS, 5.0, sampler, scheduler,
+                              condition["positive"], condition["negative"], latent, NegativeTiming(START),
+                              condition["empty"], denoise=denoise, **advanced)
     return log
 
 
-def reference_steps(log, model, sampler, scheduler, denoise, first_step=0):
-    if sampler not in BY_SIGMA:
-        return [first_step + evaluation.sampler_step for evaluation in log]
-    sigmas = full_schedule(model, STEPS, sampler, scheduler, denoise)[first_step:]
-    return [first_step + max(i for i in range(len(sigmas) - 1) if float(sigmas[i]) >= e.sigma * (1 - 1e-5))
-            if e.sigma <= float(sigmas[0]) else first_step for e in log]
+def loop_steps(log, first_step=0):
+    assert all(e.sampler_step is not None for e in log), "the reference could not find the sampler's loop"
+    return [first_step + evaluation.sampler_step for evaluation in log]
 
 
 def assert_switch_at_start(log, steps):
@@ -60,11 +65,35 @@ def assert_switch_at_start(log, steps):
     assert any(step < START for step in steps) and any(step >= START for step in steps)
 
 
+def assert_switch_by_sigma(log, start_sigma):
+    """The documented fallback: the negative from the first evaluation at or below the start
+    step's sigma, the empty prompt above it."""
+    wrong = [(e.sigma, e.uncond) for e in log
+             if e.uncond != ("negative" if e.sigma <= start_sigma * (1 + 1e-5) else "empty")]
+    assert not wrong, f"evaluations on the wrong side of sigma {start_sigma:.4g}: {wrong[:5]}"
+    assert {e.uncond for e in log} == {"empty", "negative"}
+
+
+def notices(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "delayed_negative" and r.levelno == logging.WARNING]
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("scheduler", ["karras", "exponential", "linear_quadratic"])
-def test_every_sampler_switches_exactly_at_the_start_step(model, prompts, sampler, scheduler):
+def test_every_sampler_switches_exactly_at_the_start_step(model, prompts, sampler, scheduler, caplog):
     log = run(model, prompts, sampler, scheduler)
-    assert_switch_at_start(log, reference_steps(log, model, sampler, scheduler, 1.0))
+    if sampler in OWN_GRID:
+        assert any("by sigma" in notice for notice in notices(caplog)), "the fallback was not announced"
+        assert_switch_by_sigma(log, float(full_schedule(model, STEPS, sampler, scheduler)[START]))
+    else:
+        assert notices(caplog) == []
+        assert_switch_at_start(log, loop_steps(log))
+
+
+def test_every_sampler_of_the_host_is_covered():
+    # Not a tautology: the list must be the host's own, and each name a sampler ComfyUI can build.
+    assert len(SAMPLERS) >= 30 and len(set(SAMPLERS)) == len(SAMPLERS)
+    assert all(isinstance(comfy.samplers.sampler_object(name), comfy.samplers.Sampler) for name in SAMPLERS)
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2", "dpmpp_sde", "dpmpp_2m_sde", "uni_pc", "heunpp2",
@@ -72,21 +101,73 @@ def test_every_sampler_switches_exactly_at_the_start_step(model, prompts, sample
 @pytest.mark.parametrize("scheduler", ["normal", "simple", "sgm_uniform", "ddim_uniform", "beta", "kl_optimal"])
 def test_switch_is_exact_with_denoise_below_one(model, prompts, sampler, scheduler):
     log = run(model, prompts, sampler, scheduler, denoise=0.5)
-    assert_switch_at_start(log, reference_steps(log, model, sampler, scheduler, 0.5))
+    assert_switch_at_start(log, loop_steps(log))
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "uni_pc"])
 def test_steps_count_the_whole_schedule_when_starting_later(model, prompts, sampler):
     log = run(model, prompts, sampler, "karras", start_at_step=2, end_at_step=6, return_with_leftover_noise=True)
-    steps = reference_steps(log, model, sampler, "karras", 1.0, first_step=2)
+    steps = loop_steps(log, first_step=2)
     assert min(steps) == 2 and max(steps) == 5
     assert_switch_at_start(log, steps)
 
 
-def test_clock_attributes_second_order_corrector_to_its_own_step():
-    # heun evaluates sigmas 10, 5 | 5, 2 | 2, 1 | 1: the repeated sigma opens the next step.
-    clock = StepClock([10.0, 5.0, 2.0, 1.0, 0.0], rule=NEXT_SIGMA)
-    assert [clock.step_of(s) for s in (10, 5, 5, 2, 2, 1, 1)] == [0, 0, 1, 1, 2, 2, 3]
-    # dpm_2_ancestral's midpoint can fall below the next step's sigma and still be its step's.
-    clock = StepClock([10.0, 5.0, 2.0, 1.0, 0.0], rule=GRID)
-    assert [clock.step_of(s) for s in (10, 4.5, 5, 3, 2, 1.5, 1)] == [0, 0, 1, 1, 2, 2, 3]
+# Samplers the pack has never seen ----------------------------------------------------------------------------
+
+def run_custom(model, prompts, sampler_function):
+    """SamplerCustomAdvanced's path: the Delayed Negative Guider with a SAMPLER built from a function."""
+    log = []
+    condition = conditioning(prompts)
+    guider = DelayedNegativeGuider(instrument(model, prompts, log), NegativeTiming(START))
+    guider.set_conds(condition["positive"], condition["negative"], condition["empty"])
+    guider.set_cfg(5.0)
+    sigmas = full_schedule(model, STEPS, "euler", "karras")
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+    guider.sample(noise, torch.zeros(1, 4, 8, 8), comfy.samplers.KSAMPLER(sampler_function), sigmas, seed=7)
+    return log, sigmas
+
+
+@pytest.mark.parametrize("function", [third_party_samplers.sample_heun_reporting_first,
+                                      third_party_samplers.sample_heun_reporting_last])
+def test_an_unknown_second_order_sampler_switches_exactly(model, prompts, function, caplog):
+    log, _ = run_custom(model, prompts, function)
+    # Its corrector evaluates the next step's sigma: by sigma alone it would switch one evaluation early.
+    assert len(log) == 2 * STEPS - 1
+    assert notices(caplog) == []
+    assert_switch_at_start(log, loop_steps(log))
+
+
+def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(model, prompts, caplog):
+    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_heun_silent)
+    said = notices(caplog)
+    assert len(said) == 1 and "heun_silent" in said[0] and "by sigma" in said[0]
+    assert_switch_by_sigma(log, float(sigmas[START]))
+
+
+def test_a_sampler_that_adapts_to_the_model_is_announced_when_it_leaves_its_dry_run(model, prompts, caplog):
+    log, _ = run_custom(model, prompts, third_party_samplers.sample_euler_adaptive)
+    said = notices(caplog)
+    assert len(said) == 1 and "adapts its steps" in said[0] and "evaluation 2" in said[0]
+    # Its midpoints lie inside their own step, so by sigma it is still exact.
+    assert_switch_at_start(log, loop_steps(log))
+
+
+def test_dry_run_leaves_the_random_state_and_the_result_alone(model, prompts):
+    # An ancestral sampler on the global generator (no seed): the dry run must not draw from it.
+    condition = conditioning(prompts)
+    sigmas = full_schedule(model, STEPS, "euler_ancestral", "karras")
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))
+
+    def sample(guider):
+        torch.manual_seed(11)
+        out = guider.sample(noise, torch.zeros(1, 4, 8, 8), comfy.samplers.sampler_object("euler_ancestral"), sigmas)
+        return out, torch.rand(1)
+
+    stock = comfy.samplers.CFGGuider(model)
+    stock.set_conds(condition["positive"], condition["negative"])
+    stock.set_cfg(5.0)
+    ours = DelayedNegativeGuider(model, NegativeTiming(0))
+    ours.set_conds(condition["positive"], condition["negative"], condition["empty"])
+    ours.set_cfg(5.0)
+    (stock_out, stock_next), (our_out, our_next) = sample(stock), sample(ours)
+    assert torch.equal(our_out, stock_out) and torch.equal(our_next, stock_next)

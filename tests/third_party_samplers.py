@@ -1,0 +1,73 @@
+"""Samplers no table knows: stand-ins for what other packs or future ComfyUI releases bring.
+
+Each is a plain k-diffusion-style function, wrapped in ComfyUI's own KSAMPLER like any
+custom sampler. Their loop variable `i` is the reference step (tests/instrumented.py reads it
+from the call stack), so the tests hold the pack's clock to the sampler's own loop.
+"""
+
+import torch
+
+
+def heun_step(model, x, sigmas, i, s_in, extra_args, denoised):
+    """Heun's corrector: a second evaluation at the *next* step's sigma, inside step i."""
+    d = (x - denoised) / sigmas[i]
+    dt = sigmas[i + 1] - sigmas[i]
+    if sigmas[i + 1] == 0:
+        return x + d * dt
+    x_2 = x + d * dt
+    denoised_2 = model(x_2, sigmas[i + 1] * s_in, **extra_args)
+    d_2 = (x_2 - denoised_2) / sigmas[i + 1]
+    return x + (d + d_2) / 2 * dt
+
+
+@torch.no_grad()
+def sample_heun_reporting_first(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Reports each step right after its first evaluation, as ComfyUI's own samplers do."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        x = heun_step(model, x, sigmas, i, s_in, extra_args, denoised)
+    return x
+
+
+@torch.no_grad()
+def sample_heun_reporting_last(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Reports each step only once it is finished, after the corrector."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        x = heun_step(model, x, sigmas, i, s_in, extra_args, denoised)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_heun_silent(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Never reports its steps: the pack cannot learn where they begin."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        x = heun_step(model, x, sigmas, i, s_in, extra_args, denoised)
+    return x
+
+
+@torch.no_grad()
+def sample_euler_adaptive(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Adds a midpoint evaluation whenever the prediction is not zero: what it evaluates
+    depends on the model's output, so a dry run cannot predict it."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        if sigmas[i + 1] > 0 and denoised.abs().sum() > 0:
+            sigma_mid = (sigmas[i] * sigmas[i + 1]).sqrt()
+            x_mid = x + (x - denoised) / sigmas[i] * (sigma_mid - sigmas[i])
+            denoised = model(x_mid, sigma_mid * s_in, **extra_args)
+            x = x + (x_mid - denoised) / sigma_mid * (sigmas[i + 1] - sigmas[i])
+        else:
+            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
