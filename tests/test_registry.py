@@ -6,12 +6,16 @@ import sys
 import tomllib
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
 from PIL import Image
 
+import comfyui_version
 from comfyui_home import COMFYUI_VERSION
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+CURRENT_RELEASE = re.search(r"CURRENT_TARBALL \?= .*comfyui-([\d.]+)\.tar\.gz",
+                            (PACK_ROOT / "Makefile").read_text()).group(1)
 
 
 def test_comfy_cli_validates_the_pack():
@@ -32,10 +36,16 @@ def test_registry_metadata_follows_the_registry_specification():
     assert (PACK_ROOT / project["license"]["file"]).is_file()
     assert project["urls"]["Repository"].startswith("https://")
     assert comfy["PublisherId"] and comfy["DisplayName"]
-    assert comfy["requires-comfyui"] == f">={COMFYUI_VERSION}"  # the release the tests run on
+    # The range the suite passes on: from the pinned release to the current one, both tested.
+    assert comfy["requires-comfyui"] == f">={COMFYUI_VERSION},<={CURRENT_RELEASE}"
     icon = PACK_ROOT / "docs" / Path(comfy["Icon"]).name
     with Image.open(icon) as picture:
         assert picture.size[0] == picture.size[1] >= 128
+
+
+def test_the_running_comfyui_is_in_the_stated_range():
+    running = comfyui_version.__version__
+    assert running in SpecifierSet(PYPROJECT["tool"]["comfy"]["requires-comfyui"]), running
 
 
 def test_requirements_install_nothing_at_import_time():

@@ -109,3 +109,47 @@ def test_attention_map_workflow_returns_grid_chart_overlay_and_mask(server):
     assert again["status"]["status_str"] == "success"
     cached = {m[1]["nodes"] and tuple(m[1]["nodes"]) for m in again["status"]["messages"] if m[0] == "execution_cached"}
     assert any("5" in nodes for nodes in cached if nodes), again["status"]["messages"]
+
+
+def run_listening(server, prompt: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """Run a prompt while listening on the websocket as the frontend does; returns its history entry
+    and the progress texts shown under nodes, as (node id, text)."""
+    import asyncio
+    import struct
+    import uuid
+
+    import aiohttp
+
+    text_event = 3  # protocol.BinaryEventTypes.TEXT in 0.3.75 and 0.33
+
+    async def listen():
+        client_id, texts = str(uuid.uuid4()), []
+        async with aiohttp.ClientSession() as session, \
+                session.ws_connect(f"{server.url.replace('http', 'ws')}/ws?clientId={client_id}") as socket:
+            async with session.post(f"{server.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as answer:
+                prompt_id = (await answer.json())["prompt_id"]
+            async for message in socket:
+                if message.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", message.data[:4])[0] == text_event:
+                    length = struct.unpack(">I", message.data[4:8])[0]
+                    texts.append((message.data[8:8 + length].decode(), message.data[8 + length:].decode()))
+                elif message.type == aiohttp.WSMsgType.TEXT:
+                    event = message.json()
+                    if event["type"] == "executing" and event["data"].get("node") is None \
+                            and event["data"].get("prompt_id") == prompt_id:
+                        return prompt_id, texts
+
+    prompt_id, texts = asyncio.run(asyncio.wait_for(listen(), 300))
+    return server.get(f"/history/{prompt_id}")[prompt_id], texts
+
+
+def test_a_sampler_whose_steps_cannot_be_learned_is_announced_under_the_node(server):
+    entry, texts = run_listening(server, text_to_image({"sampler_name": "dpm_adaptive", "seed": 9}))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert any(node == "5" and "dpm_adaptive" in text and "by sigma" in text for node, text in texts), texts
+    assert "dpm_adaptive' does not report its steps" in server.log()
+
+
+def test_a_sampler_whose_steps_are_learned_says_nothing(server):
+    entry, texts = run_listening(server, text_to_image({"sampler_name": "heun", "seed": 9}))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert texts == []
