@@ -126,8 +126,8 @@ def draw(portrait: Portrait) -> Drawing:
     for name, coverage in parts.items():
         alpha = coverage[..., None]
         image = image * (1 - alpha) + alpha * np.asarray(colour_of(portrait, name), np.float32)
-        for earlier in visible:
-            visible[earlier] = visible[earlier] * (1 - coverage)
+        for earlier, earlier_coverage in visible.items():
+            visible[earlier] = earlier_coverage * (1 - coverage)
         visible[name] = coverage
     return Drawing(image=image, masks=visible)
 
