@@ -19,7 +19,7 @@ def fingerprint(checkpoint: Path) -> str:
     """SHA-256 over the text encoder's tensors (names, dtypes, shapes and bytes, in name order)."""
     digest = hashlib.sha256()
     with safetensors.safe_open(str(checkpoint), framework="pt") as tensors:
-        for name in sorted(k for k in tensors if k.startswith(TEXT_ENCODER_PREFIX)):
+        for name in sorted(k for k in tensors.keys() if k.startswith(TEXT_ENCODER_PREFIX)):  # noqa: SIM118 (safe_open is not iterable)
             tensor = tensors.get_tensor(name).contiguous()
             digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
             digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
