@@ -111,7 +111,7 @@ def train(steps: int, batch: int, learning_rate: float, log) -> None:
         if step % 25 == 0 or step == steps:
             print(f"step {step}/{steps} loss {plain:.4f} (avg {running:.4f}) "
                   f"lr {optimiser.param_groups[0]['lr']:.2e} {time.time() - started:.0f}s", file=log, flush=True)
-        if step % 250 == 0 and step != steps:
+        if step % 100 == 0 and step != steps:
             save(ema, CACHE / f"unet-step{step}.safetensors", {"step": step})
     save(ema, WEIGHTS / "unet.safetensors",
          {"steps": steps, "batch": batch, "seed": SEED, "loss_avg": f"{running:.4f}",
@@ -121,7 +121,7 @@ def train(steps: int, batch: int, learning_rate: float, log) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--log", type=Path, help="append progress here instead of the console")
