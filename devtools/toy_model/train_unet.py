@@ -1,12 +1,12 @@
 """Train the toy UNet on drawn portraits with the frozen seeded CLIP-L (CPU, one thread, seeded).
 
-    .venv/bin/python -m toy_model.train_unet [--steps N] [--log FILE]
+    .venv/bin/python devtools/toy_model/train_unet.py [--steps N] [--log FILE]   (or `make train`)
 
 Epsilon prediction on SD1.5's own noise schedule (taken from ComfyUI's model_sampling, so
 training and sampling agree), the caption vocabulary's text embeddings computed once, AdamW
 with warm-up and linear decay, min-SNR-5 loss weights (faster convergence at few steps), and an
 exponential moving average of the weights, which is what gets saved. Writes
-toy_model/weights/unet.safetensors (int8, see toy_model.unet) and snapshots under
+devtools/toy_model/weights/unet.safetensors (int8, see toy_model.unet) and snapshots under
 .cache/toy_model/ while it runs.
 """
 
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
 
@@ -35,7 +35,7 @@ from toy_model.training_data import latent_statistics, training_batch
 from toy_model.unet import TOY_UNET, build_unet
 
 BASE_CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
-WEIGHTS = PACK_ROOT / "toy_model" / "weights"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 CACHE = PACK_ROOT / ".cache" / "toy_model"
 SEED = 1129
 

@@ -1,10 +1,10 @@
 """Write the toy portraits checkpoint: committed UNet and VAE weights + the seeded CLIP-L.
 
-    python toy_model/build.py BASE.safetensors OUTPUT.safetensors
+    python devtools/toy_model/build.py BASE.safetensors OUTPUT.safetensors
 
 BASE is the generated test checkpoint (devtools/make_checkpoint.py); only its text encoder is
 used, after checking that its tensors hash to what the UNet was trained with
-(toy_model/weights/text_encoder.sha256). The output loads through the stock
+(devtools/toy_model/weights/text_encoder.sha256). The output loads through the stock
 CheckpointLoaderSimple: an SD1.5-architecture UNet, CLIP-L, and a TAESD VAE.
 Standard library, torch and safetensors only: it does not need ComfyUI.
 """

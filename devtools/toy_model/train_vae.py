@@ -1,10 +1,10 @@
 """Train the toy TAESD's decoder to draw portraits back from their 8x8 patch latents.
 
-    .venv/bin/python -m toy_model.train_vae [--steps N] [--log FILE]
+    .venv/bin/python devtools/toy_model/train_vae.py [--steps N] [--log FILE]   (or `make train`)
 
 The encoder is hand-built and fixed (toy_model.taesd_vae), so this can run while the UNet
 trains on the same latents. Loss: L1 + MSE on pixels; AdamW; seeded; one CPU thread by default.
-Writes toy_model/weights/taesd.safetensors (fp16, TAESD's own key names).
+Writes devtools/toy_model/weights/taesd.safetensors (fp16, TAESD's own key names).
 """
 
 import argparse
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
 import numpy as np
@@ -23,7 +23,7 @@ import torch
 from toy_model.taesd_vae import RAW_FACTOR, toy_taesd, unet_latents
 from toy_model.training_data import latent_statistics, training_batch
 
-WEIGHTS = PACK_ROOT / "toy_model" / "weights"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 SEED = 2911
 
 
