@@ -70,3 +70,8 @@ def change_outside(image: np.ndarray, reference: np.ndarray, region: np.ndarray)
     """Mean absolute pixel change outside `region` (a boolean H x W mask)."""
     outside = ~region
     return float(np.abs(image - reference)[outside].mean()) if outside.any() else 0.0
+
+
+def colour_pixels(image: np.ndarray, colour: tuple[float, float, float], distance: float = 0.15) -> np.ndarray:
+    """Where the image has (about) one of the drawing's colours."""
+    return np.linalg.norm(image - np.asarray(colour, np.float32), axis=-1) < distance

@@ -75,6 +75,7 @@ def train(steps: int, batch: int, learning_rate: float, log) -> None:
     index = {caption: i for i, caption in enumerate(captions)}
     embeddings = caption_embeddings(captions)
     mean, std = latent_statistics()
+    WEIGHTS.mkdir(exist_ok=True)
     (WEIGHTS / "latent_statistics.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}) + "\n")
     alphas = sd15_alphas_cumprod().float()
     snr = alphas / (1 - alphas)

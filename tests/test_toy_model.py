@@ -1,0 +1,88 @@
+"""The toy portraits model (devtools/toy_model/) on the real ComfyUI: it loads through the stock
+loader, its parts do what they say, and it gives the known answers the delayed negative is
+measured by: asked for glasses it draws them, and the negative "glasses" from a late critical
+step takes them off while the face stays.
+"""
+
+import comfy.model_base
+import comfy.supported_models
+import comfy.taesd.taesd
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from toy_model.captions import all_captions, caption_for
+from toy_model.detect import dark_pixels_in_glasses_region, find_face
+from toy_model.experiments import GLASSES_PIXELS, TOY_CHECKPOINT, Run, load_toy_checkpoint, sample
+from toy_model.int8_weights import dequantise, quantise
+from toy_model.portraits import Portrait, draw, random_portrait
+from toy_model.taesd_vae import unet_latents
+from toy_model.training_data import draw_images, latent_statistics
+
+import nodes
+from toy_model import build
+
+
+@pytest.fixture(scope="module")
+def toy():
+    if not TOY_CHECKPOINT.is_file():
+        pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
+    return load_toy_checkpoint()
+
+
+def test_drawings_are_deterministic_and_every_object_has_its_mask():
+    portrait = Portrait(glasses=True, mustache=True, hat="red")
+    first, second = draw(portrait), draw(portrait)
+    assert np.array_equal(first.image, second.image)
+    assert set(first.masks) == {"shirt", "face", "eyes", "mouth", "mustache", "glasses", "hat"}
+    assert all(mask.sum() > 10 for mask in first.masks.values())
+    assert portrait.caption == "portrait photo of a man with glasses, a mustache and a red hat"
+    assert caption_for(False, False, None) == "portrait photo of a man"
+    assert {"", "glasses", "red hat", "portrait photo of a man with glasses"} <= set(all_captions())
+
+
+def test_the_glasses_detector_separates_drawn_portraits():
+    rng = np.random.default_rng(7)
+    portraits = [random_portrait(rng) for _ in range(200)]
+    for portrait in portraits:
+        image = draw(portrait).image
+        assert find_face(image) is not None
+        assert (dark_pixels_in_glasses_region(image) >= GLASSES_PIXELS) == portrait.glasses
+
+
+def test_int8_storage_rounds_each_weight_by_at_most_half_a_step():
+    weights = {"layer.weight": torch.randn(8, 5, 3, 3), "layer.bias": torch.randn(8)}
+    restored = dequantise(quantise(weights), torch.float32)
+    step = weights["layer.weight"].reshape(8, -1).abs().amax(dim=1) / 127
+    error = (restored["layer.weight"] - weights["layer.weight"]).reshape(8, -1).abs().amax(dim=1)
+    assert torch.all(error <= step * 0.5 * 1.01 + 1e-3 * step)
+    assert torch.allclose(restored["layer.bias"], weights["layer.bias"], atol=1e-3)
+
+
+def test_the_builder_refuses_a_different_text_encoder(tmp_path):
+    other = tmp_path / "other.safetensors"
+    safetensors.torch.save_file({"cond_stage_model.transformer.x": torch.zeros(2)}, str(other))
+    with pytest.raises(SystemExit, match="not the one the toy model was trained with"):
+        build.toy_checkpoint(other)
+
+
+def test_the_stock_loader_reads_an_sd15_unet_and_a_taesd_vae(toy):
+    model, _, vae = toy
+    assert isinstance(model.model, comfy.model_base.BaseModel)
+    assert isinstance(model.model.model_config, comfy.supported_models.SD15)
+    assert isinstance(vae.first_stage_model, comfy.taesd.taesd.TAESD)
+
+
+def test_vae_encode_gives_the_latents_the_unet_was_trained_on(toy):
+    _, _, vae = toy
+    images = draw_images([random_portrait(np.random.default_rng(3)) for _ in range(2)])
+    encoded = nodes.VAEEncode().encode(vae, images.permute(0, 2, 3, 1))[0]["samples"]
+    mean, std = latent_statistics()
+    # ComfyUI hands the UNet SD1.5's 0.18215 times the VAE latent.
+    assert torch.allclose(encoded * 0.18215, unet_latents(images, mean, std), atol=1e-3)
+
+
+def test_the_stock_ksampler_draws_a_face(toy):
+    images = sample(toy, Run("portrait photo of a man", batch=2, steps=6))
+    assert images.shape == (2, 64, 64, 3)
+    assert all(find_face(image) is not None for image in images)
