@@ -153,9 +153,10 @@ def test_forty_mixed_prompts_at_once(server):
             assert status == "success", (index, entry["status"])
     assert memory["after 40"] <= 1.05 * memory["after 10"]
 
-    # Alone: the cache is emptied first (it applies after the next prompt), then one prompt at a time.
+    # Alone: the cache is emptied first (it applies after the next prompt, which must share no
+    # sampler with the prompts rerun below: the 41st seed), then one prompt at a time.
     server.post("/free", {"unload_models": True, "free_memory": True})
-    server.run(prompt(0, "flush"))
+    server.run(prompt(PROMPTS, "flush"))
     for index, entry in enumerate(entries):
         if index % 10 == 9 or index == INTERRUPTED:
             continue
