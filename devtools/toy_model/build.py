@@ -27,10 +27,6 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 def toy_checkpoint(base: Path) -> dict:
     """The full state dict, fp16, with ComfyUI's checkpoint key prefixes."""
-    for needed in ("unet.safetensors", "taesd.safetensors", "text_encoder.sha256"):
-        if not (WEIGHTS / needed).is_file():
-            sys.exit(f"{WEIGHTS / needed} is missing: it is committed with the repository "
-                     "(or made by `make train`).")
     expected = FINGERPRINT_FILE.read_text().strip()
     found = fingerprint(base)
     if found != expected:
@@ -38,6 +34,10 @@ def toy_checkpoint(base: Path) -> dict:
                  f"(sha256 {found[:16]}…, trained with {expected[:16]}…). It comes from "
                  "devtools/make_checkpoint.py and devtools/tiny_models.py: if those changed, restore "
                  "them or retrain with `make train`.")
+    for needed in ("unet.safetensors", "taesd.safetensors"):
+        if not (WEIGHTS / needed).is_file():
+            sys.exit(f"{WEIGHTS / needed} is missing: it is committed with the repository "
+                     "(or made by `make train`).")
     state = {}
     with safetensors.safe_open(str(base), framework="pt") as tensors:
         for name in tensors.keys():  # noqa: SIM118 (safe_open is not iterable)
