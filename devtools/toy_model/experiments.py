@@ -13,7 +13,7 @@ from .detect import change_outside, dark_pixels_in_glasses_region, face_overlap,
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 TOY_CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-toy-portraits.safetensors"
-GLASSES_PIXELS = 30  # drawn portraits: with glasses >= 27 dark pixels there, without <= 14
+GLASSES_PIXELS = 20  # drawn portraits: with glasses >= 27 dark pixels there, without <= 14 (eyes)
 
 
 @dataclass(frozen=True)
