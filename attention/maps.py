@@ -29,12 +29,14 @@ class AttentionMaps:
     the share of a pixel's attention that went to the word's tokens. NaN marks a step at which
     the track's prompt was not in its branch (the negative before a delayed negative starts, the
     empty prompt after, or an unconditional branch skipped at cfg 1). `sigmas` are the sigmas
-    the steps start at.
+    the steps start at; `cfg` [steps] the cfg ComfyUI guided each step with (1: no guidance),
+    NaN where unknown, or None where it was not recorded.
     """
 
     tracks: tuple[Track, ...]
     maps: torch.Tensor
     sigmas: tuple[float, ...]
+    cfg: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:

@@ -5,7 +5,9 @@
   and hands q and k to the recording on the side;
 - three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and
   learns the sampler's step pattern (samplers/step_clock.py), PREDICT_NOISE attributes each
-  model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds.
+  model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds;
+- a pre-cfg function (set_model_sampler_pre_cfg_function) notes the cfg of each step, for the
+  chart's guidance line; it returns the predictions unchanged.
 """
 
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
@@ -55,6 +57,11 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
         recording.name_conds(conds)
         return executor(model, conds, x_in, timestep, model_options)
 
+    def note_cfg(args):
+        recording.note_cfg(args["cond_scale"])
+        return args["conds_out"]
+
+    patched.set_model_sampler_pre_cfg_function(note_cfg)
     patched.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, sampler_sample)
     patched.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise)
     patched.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch)

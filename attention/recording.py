@@ -35,6 +35,7 @@ class AttentionRecording:
         self.sums = None
         self.counts = None
         self.sigmas = ()
+        self.cfg = None
         self.clock = None
         self.step = 0
         self.prompt_of_cond = {}
@@ -48,12 +49,18 @@ class AttentionRecording:
         self.sums = torch.zeros(steps, len(self.tracks), batch, height, width, device=sigmas.device)
         self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
         self.sigmas = tuple(float(s) for s in sigmas[:-1])
+        self.cfg = torch.full((steps,), float("nan"))
         self.clock = clock
         self.prompt_of_cond = {}  # cond uuids are new on every run
 
     def begin_evaluation(self, sigma: float):
         if self.clock is not None:
             self.step = self.clock.step_of(sigma)
+
+    def note_cfg(self, cond_scale: float):
+        """The cfg ComfyUI guides the current evaluation with (for the chart's schedule line)."""
+        if self.cfg is not None:
+            self.cfg[self.step] = float(cond_scale)
 
     def name_conds(self, conds):
         """Remember which prompt each cond of this evaluation holds, by its uuid."""
@@ -121,4 +128,4 @@ class AttentionRecording:
                              "to the sampler, and the sampler's LATENT output to Collect Attention Maps.")
         counts = self.counts[:, :, None, None, None]
         maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
-        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas)
+        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone())

@@ -202,7 +202,8 @@ class AttentionChart(io.ComfyNode):
             display_name="Attention Strength Chart",
             category=CATEGORY,
             description="Each word's attention over the steps; positive branch solid, unconditional branch dashed. "
-                        "A negative word's line starts where the negative starts to act.",
+                        "A negative word's line starts where the negative starts to act. A thin grey line shows "
+                        "the cfg of each step, and steps sampled without guidance are shaded.",
             inputs=[maps_input(), words_input(), batch_input(),
                     io.Int.Input("mark_step", default=-1, min=-1, max=10000,
                                  tooltip="Draw a 'negative starts' line at this step; -1 = where the negative "
@@ -218,7 +219,8 @@ class AttentionChart(io.ComfyNode):
         series = [render.Series(attention_maps.tracks[i].label, strength[:, i], attention_maps.tracks[i].branch)
                   for i in tracks]
         marker = mark_step if mark_step >= 0 else negative_start(attention_maps)
-        return io.NodeOutput(render.strength_chart(series, "Attention per word over the sampling steps", marker))
+        return io.NodeOutput(render.strength_chart(series, "Attention per word over the sampling steps", marker,
+                                                   cfg=attention_maps.cfg))
 
 
 def negative_start(maps: AttentionMaps) -> int | None:

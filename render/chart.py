@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .convert import pil_to_image
 from .dashes import draw_dashed_line
+from .guidance_marks import cfg_values, draw_cfg_line, shade_unguided
 from .text import RGB, Font, draw_text, fit_text, label_font, text_height, text_width
 from .ticks import format_tick, step_ticks, value_ticks
 
@@ -67,11 +68,13 @@ class _PlotArea:
 
 
 def strength_chart(series: list[Series], title: str, marker_step: int | None = None,
-                   width: int = 768, height: int = 432) -> Tensor:
+                   width: int = 768, height: int = 432, cfg: Tensor | None = None) -> Tensor:
     """Draw `series` as lines over sampler steps; returns an IMAGE [1, height, width, 3].
 
     Positive-branch series are solid, unconditional-branch series dashed; NaN breaks a line.
-    `marker_step`, if given, adds a dashed vertical line labelled "negative starts".
+    `marker_step`, if given, adds a dashed vertical line labelled "negative starts". `cfg`, if
+    given ([steps], NaN where unknown), adds the guidance schedule: the cfg of each step as a
+    thin grey line, and the steps sampled without guidance shaded.
     """
     if width < 320 or height < 200:
         raise ValueError(f"Chart size {width}x{height} is too small; use at least 320x200.")
@@ -82,7 +85,8 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
     finite = torch.cat([v[torch.isfinite(v)] for v in values]) if values else torch.zeros(0)
     low, high = (min(0.0, finite.min().item()), finite.max().item()) if finite.numel() else (0.0, 1.0)
     y_ticks = value_ticks(low, high if high > low else low + 1.0)
-    last_step = max([len(v) - 1 for v in values] + [1, marker_step or 0])
+    guidance = cfg_values(cfg)
+    last_step = max([len(v) - 1 for v in values] + [1, marker_step or 0, len(guidance) - 1])
     y_labels = [format_tick(tick, y_ticks[1] - y_ticks[0]) for tick in y_ticks]
 
     legend_width = min(width // 3, max([text_width(s.label, tick_font) for s in series] + [0]) + 44)
@@ -96,7 +100,9 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
     draw = ImageDraw.Draw(canvas)
     draw_text(draw, (width / 2, text_height(title_font)), fit_text(title, title_font, width - 16),
               title_font, AXIS_COLOUR, "mm")
+    shade_unguided(draw, area, guidance, tick_font)
     _draw_axes(draw, area, y_ticks, y_labels, tick_font, line_height)
+    draw_cfg_line(draw, area, guidance, tick_font)
     if marker_step is not None:
         _draw_marker(draw, area, marker_step, tick_font)
     for index, (line, line_values) in enumerate(zip(series, values)):
