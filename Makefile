@@ -17,7 +17,7 @@ CURRENT_TARBALL ?= ../shared/hosts/comfyui-0.33.0.tar.gz
 CURRENT_HOME := .hosts/comfyui-0.33.0
 CURRENT_VENV := .venv-0.33
 
-.PHONY: setup run test bench setup-current test-current
+.PHONY: setup run test bench setup-current test-current mutation
 
 $(VENV)/.installed: tests/requirements.txt tests/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,10 @@ test-current: setup-current $(VENV)/.chromium
 
 bench: setup
 	$(PY) devtools/bench.py
+
+# Mutation testing (mutmut) over samplers/, attention/, render/ and nodes/ with the fast tests, on
+# a copy of the last commit in .mutation/ (the checkout is not touched): devtools/mutation.py,
+# figures in docs/mutation.md. Hours for everything on 2 cores; MUTANTS narrows it, e.g.
+# make mutation MUTANTS="samplers.negative_window* attention.recording*"
+mutation: setup
+	nice $(PY) devtools/mutation.py $(MUTANTS)

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from comfy import sd1_clip, sdxl_clip  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from attention.prompt_words import (  # noqa: E402
+from delayed_negative.attention.prompt_words import (  # noqa: E402
     END,
     START,
     find_word_columns,

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from render import (
+from delayed_negative.render import (
     COLORMAP_NAMES,
     NORMALIZATION_MODES,
     GridLayout,
@@ -19,10 +19,10 @@ from render import (
     word_mask,
     word_step_grid,
 )
-from render.chart import MARKER_COLOUR, SERIES_COLOURS
-from render.colormaps import hex_to_rgb
-from render.grid import ABSENT_FILL, ABSENT_SLASH
-from render.ticks import step_ticks, value_ticks
+from delayed_negative.render.chart import MARKER_COLOUR, SERIES_COLOURS
+from delayed_negative.render.colormaps import hex_to_rgb
+from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH
+from delayed_negative.render.ticks import step_ticks, value_ticks
 
 NAN = float("nan")
 PIXEL = 1.0 / 255.0 + 1e-6  # one uint8 step: what a trip through PIL may cost
