@@ -60,7 +60,7 @@ def sample(checkpoint, run: Run) -> np.ndarray:
         samples = DelayedNegativeKSampler.execute(
             model, run.seed, run.steps, run.cfg, run.sampler, run.scheduler, positive, negative, latent, 1.0,
             run.negative_start, -1, "step", "empty prompt", clip, None).result[0]
-    return nodes.VAEDecode().decode(vae, samples)[0].numpy()
+    return nodes.VAEDecode().decode(vae, samples)[0].detach().float().numpy()
 
 
 def has_glasses(images: np.ndarray) -> np.ndarray:
