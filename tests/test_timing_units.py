@@ -106,6 +106,22 @@ def test_sigma_resolves_to_the_first_step_at_or_below_on_every_step_of_the_sched
     assert resolve_window(NegativeTiming(float(sigmas[0]), NEVER, "sigma"), sigmas).start_step == 0
 
 
+def test_a_sigma_at_the_ends_of_the_steps_resolves_and_one_outside_them_is_refused(schedules):
+    sigmas = schedules["karras"]
+    highest, lowest = float(sigmas[0]), float(sigmas[STEPS - 1])
+    assert resolve_window(NegativeTiming(highest, NEVER, "sigma"), sigmas).start_step == 0
+    assert resolve_window(NegativeTiming(highest * (1 + 5e-7), NEVER, "sigma"), sigmas).start_step == 0
+    assert resolve_window(NegativeTiming(lowest, NEVER, "sigma"), sigmas).start_step == STEPS - 1
+    assert resolve_window(NegativeTiming(highest, lowest, "sigma"), sigmas) == NegativeWindow(0, STEPS - 1)
+    # Above the first step, or inside the last step below its start (its end sigma is 0): no step starts there.
+    for name, timing, value in (("negative_start", lambda v: NegativeTiming(v, NEVER, "sigma"), highest * 1.01),
+                                ("negative_end", lambda v: NegativeTiming(highest, v, "sigma"), lowest * 0.99)):
+        message = (rf"{name} is sigma {value:g}, outside this schedule's steps, which start at sigmas from "
+                   rf"{highest:.4g} \(step 0\) down to {lowest:.4g} \(step {STEPS - 1}\)\. Pick a sigma")
+        with pytest.raises(ValueError, match=message):
+            resolve_window(timing(value), sigmas)
+
+
 @pytest.mark.parametrize("value", [2.5, 0.001, 5.999])
 def test_a_step_between_whole_steps_is_refused_at_either_end(schedules, value):
     sigmas = schedules["karras"]
