@@ -3,7 +3,7 @@
 Each benchmark is a module of devtools/ with `run(options) -> list[str]`, the lines to print.
 The machine comes first, since the README quotes where its figures came from.
 
-    .venv/bin/python devtools/bench.py [--size 128] [--steps 20] [--repeats 7]
+    .venv/bin/python devtools/bench.py [--size 128] [--steps 20] [--repeats 7] [--only bench_...]
     BENCH_QUICK=1 ...   3 repeats, a smoke run
 """
 
@@ -20,7 +20,7 @@ PACK_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
-BENCHMARKS = ["bench_delayed_negative", "bench_step_clock", "bench_attention"]
+BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_step_clock", "bench_attention", "core_route_steps"]
 
 
 def parse_options(argv=None) -> argparse.Namespace:
@@ -28,6 +28,8 @@ def parse_options(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128, help="image width and height in pixels (default 128)")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps (default 20)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each side (default 7)")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append",
+                        help="run only this benchmark (repeatable; default: all)")
     options = parser.parse_args(argv)
     if os.environ.get("BENCH_QUICK") == "1":
         options.repeats = min(options.repeats, 3)
@@ -64,7 +66,7 @@ def main(argv=None) -> None:
     comfy_env.import_pack()
     for line in machine_lines():
         print(line, flush=True)
-    for name in BENCHMARKS:
+    for name in options.only or BENCHMARKS:
         print(flush=True)
         for line in importlib.import_module(name).run(options):
             print(line, flush=True)

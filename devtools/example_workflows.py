@@ -352,12 +352,43 @@ def two_pass(object_info) -> Graph:
     return graph
 
 
+def guidance_schedule(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Guidance over time, on the same step clock as the delayed negative. Guidance Schedule (Delayed Negative) "
+        "feeds the sampler's guidance_schedule input:\n\n"
+        "- cfg follows a cosine curve from 9 at the first step to 5 at the last;\n"
+        f"- the negative ramps in over 3 steps from step {CRITICAL_STEP} (weights 1/4, 2/4, 3/4 of the negative "
+        "against the empty prompt, then the negative itself), instead of switching at once;\n"
+        "- guidance acts only on the steps after the first tenth (a guidance interval): the first steps run "
+        "without guidance, which skips their unconditional evaluation.\n\n"
+        "The attention chart draws each step's cfg as a thin grey line and shades the steps without guidance."))
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    plan = graph.add("DelayedNegativeGuidanceSchedule", cfg_curve="cosine", cfg_list="9, 8, 7, 6", cfg_first=9.0,
+                     cfg_last=5.0, curve_first_step=0, curve_last_step=-1, ramp_steps=3, guidance_start=0.1,
+                     guidance_end=-1.0, guidance_unit="fraction of steps")
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt=PROMPT, negative_prompt=NEGATIVE, positive_words="man",
+                         negative_words="mustache", layers="all")
+    sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=STEPS, cfg=CFG,
+                        sampler_name="euler", scheduler="normal", positive=positive[0], negative=negative[0],
+                        latent_image=latent[0], denoise=1.0, negative_start=float(CRITICAL_STEP), negative_end=-1.0,
+                        timing_unit="step", before_negative="empty prompt", clip=checkpoint["CLIP"],
+                        guidance_schedule=plan[0])
+    save(graph, decode(graph, checkpoint, sampler[0])[0], "guidance_schedule")
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
+                      mark_step=-1)
+    save(graph, chart[0], "attention_chart")
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
     "03_critical_step_sweep_grid": critical_step_sweep,
     "04_custom_sampler_guider_dpmpp_2m_sde_karras": custom_sampler,
     "05_two_pass_ksampler_advanced": two_pass,
+    "06_guidance_schedule_cosine_cfg_ramp_interval": guidance_schedule,
 }
 
 

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from ..samplers.delayed_negative_guider import DelayedNegativeGuider
 from ..samplers.ksampler import delayed_negative_ksampler
+from .guidance_schedule import guidance_schedule_input
 from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings, timing_inputs
 
 
@@ -47,18 +48,20 @@ class DelayedNegativeKSampler(io.ComfyNode):
                                tooltip="The amount of denoising applied; steps count the steps actually run."),
                 *timing_inputs(),
                 *before_negative_inputs(),
+                guidance_schedule_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent.")],
         )
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None):
+                negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None,
+                guidance_schedule=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning)
+                                         early_conditioning, guidance_schedule)
         return io.NodeOutput(delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
-            denoise=denoise))
+            denoise=denoise, guidance=guidance_schedule))
 
 
 class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
@@ -85,6 +88,7 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
                                tooltip="Keep the remaining noise for a following pass."),
                 *timing_inputs(),
                 *before_negative_inputs(),
+                guidance_schedule_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent.")],
         )
@@ -92,13 +96,13 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
     @classmethod
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, start_at_step, end_at_step, return_with_leftover_noise, negative_start, negative_end,
-                timing_unit, before_negative, clip=None, early_conditioning=None):
+                timing_unit, before_negative, clip=None, early_conditioning=None, guidance_schedule=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning)
+                                         early_conditioning, guidance_schedule)
         return io.NodeOutput(delayed_negative_ksampler(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             add_noise=add_noise == "enable", start_at_step=start_at_step, end_at_step=end_at_step,
-            return_with_leftover_noise=return_with_leftover_noise == "enable"))
+            return_with_leftover_noise=return_with_leftover_noise == "enable", guidance=guidance_schedule))
 
 
 class DelayedNegativeGuiderNode(io.ComfyNode):
@@ -119,16 +123,17 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
                                tooltip="Classifier-free guidance scale. Must be above 1 for a negative prompt to act."),
                 *timing_inputs(),
                 *before_negative_inputs(),
+                guidance_schedule_input(),
             ],
             outputs=[io.Guider.Output(tooltip="Connect to SamplerCustomAdvanced's guider.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, negative_start, negative_end, timing_unit, before_negative,
-                clip=None, early_conditioning=None):
+                clip=None, early_conditioning=None, guidance_schedule=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning)
-        guider = DelayedNegativeGuider(model, when)
+                                         early_conditioning, guidance_schedule)
+        guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule)
         guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)
         return io.NodeOutput(guider)

@@ -3,6 +3,7 @@
 from comfy_api.latest import io
 
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
+from ..samplers.guidance_schedule import GuidanceSchedule
 from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
 from .empty_prompt import empty_prompt
 
@@ -45,16 +46,28 @@ def before_negative_inputs() -> list:
     ]
 
 
-def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning):
-    """Check the shared inputs; returns (when the negative acts, the conditioning used outside it)."""
-    check_cfg(cfg)
+def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning,
+                      schedule: GuidanceSchedule | None = None):
+    """Check the shared inputs; returns (when the negative acts, the conditioning used outside it).
+
+    With a guidance schedule whose cfg is not the sampler's own, the schedule's cfg values are
+    checked once the steps are known (samplers/guidance_schedule.py) instead of `cfg`.
+    """
+    schedule = schedule or GuidanceSchedule()
+    if schedule.cfg_curve == "constant":
+        check_cfg(cfg)
     when = NegativeTiming(negative_start, negative_end, timing_unit)
-    return when, before_negative_conditioning(before_negative, clip, early_conditioning, when)
+    ramp = schedule.ramp_steps > 0
+    return when, before_negative_conditioning(before_negative, clip, early_conditioning, when, ramp)
 
 
-def before_negative_conditioning(before_negative: str, clip, early_conditioning, timing: NegativeTiming):
-    """The conditioning for the unconditional branch outside the negative's window (None: no guidance)."""
-    negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit != "sigma"
+def before_negative_conditioning(before_negative: str, clip, early_conditioning, timing: NegativeTiming,
+                                 ramp: bool = False):
+    """The conditioning for the unconditional branch outside the negative's window (None: no guidance).
+
+    A negative ramp blends from it, so it is needed even when the negative starts at step 0.
+    """
+    negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit != "sigma" and not ramp
     if before_negative == "no guidance" or negative_throughout:
         return None
     if before_negative == "early conditioning":

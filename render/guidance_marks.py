@@ -8,8 +8,8 @@ from torch import Tensor
 
 from .text import Font, draw_text, text_width
 
-CFG_COLOUR = (150, 150, 150)
-UNGUIDED_SHADE = (242, 242, 242)
+CFG_COLOUR = (110, 110, 140)  # not a grey: text anti-aliasing makes greys
+UNGUIDED_SHADE = (240, 240, 250)
 UNGUIDED_LABEL = (130, 130, 130)
 
 

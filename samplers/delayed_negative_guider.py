@@ -8,11 +8,16 @@ own, or nothing at all (no guidance: the unconditional evaluation is skipped, as
 at cfg 1). Every evaluation goes through ComfyUI's own `sampling_function`, so conds' own
 timestep ranges, areas, masks and ControlNets, and other packs' cfg / pre-cfg / post-cfg
 functions all see the real unconditional prediction of that step.
+
+An optional GuidanceSchedule (guidance_schedule.py) shapes the rest per step: the cfg, a
+ramp into the negative, and an interval outside which there is no guidance.
 """
 
 import comfy.samplers
 import node_helpers
+import nodes
 
+from .guidance_schedule import GuidanceSchedule, ramp_shares, resolve_plan
 from .negative_window import NegativeTiming, resolve_window
 from .step_clock import StepClock
 
@@ -20,19 +25,27 @@ BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
 EARLY = "before negative"  # the guider's name for the conds used outside the window
 
 
+def ramp_name(index: int) -> str:
+    return f"negative ramp {index + 1}"
+
+
 class DelayedNegativeGuider(comfy.samplers.CFGGuider):
-    """CFGGuider with conds "positive", "negative" and, unless no guidance, "before negative".
+    """CFGGuider with conds "positive", "negative", unless no guidance "before negative", and one
+    "negative ramp k" per ramp step.
 
     Steps count the sigmas the guider samples, unless `schedule` gives the full schedule that
     they are a part of, starting at step `first_step` (KSampler Advanced's start_at_step).
     """
 
-    def __init__(self, model_patcher, timing: NegativeTiming, schedule=None, first_step: int = 0):
+    def __init__(self, model_patcher, timing: NegativeTiming, schedule=None, first_step: int = 0,
+                 guidance: GuidanceSchedule | None = None):
         super().__init__(model_patcher)
         self.timing = timing
         self.schedule = schedule
         self.first_step = first_step
+        self.guidance = guidance or GuidanceSchedule()
         self.window = None
+        self.plan = None
         self.clock = None
 
     def set_conds(self, positive, negative, before_negative=None):
@@ -40,28 +53,46 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         if before_negative is not None:
             # Encoded like a negative prompt (some models treat prompt_type "negative" apart).
             conds[EARLY] = node_helpers.conditioning_set_values(before_negative, {"prompt_type": "negative"})
+        if self.guidance.ramp_steps:
+            if before_negative is None:
+                raise ValueError("A negative ramp blends from the conditioning used before the negative, and "
+                                 "before_negative is 'no guidance': pick 'empty prompt' or 'early conditioning', "
+                                 "or set ramp_steps to 0.")
+            for index, share in enumerate(ramp_shares(self.guidance.ramp_steps)):
+                conds[ramp_name(index)] = nodes.ConditioningAverage().addWeighted(negative, conds[EARLY], share)[0]
         self.inner_set_conds(conds)
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
                      *args, **kwargs):
-        self.window = resolve_window(self.timing, sigmas if self.schedule is None else self.schedule)
+        full_schedule = sigmas if self.schedule is None else self.schedule
+        self.window = resolve_window(self.timing, full_schedule)
+        self.plan = resolve_plan(self.guidance, self.cfg, full_schedule)
         self.clock = StepClock.learn(sampler, self, sigmas, noise, latent_image, denoise_mask, self.model_options,
                                      seed, self.first_step)
         return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
                                     disable_pbar, seed, *args, **kwargs)
 
+    def unconditional(self, step: int):
+        """The unconditional conds of a step, or None for no guidance."""
+        if not self.plan.guided_at(step):
+            return None
+        if self.window.uses_negative(step):
+            into_ramp = step - self.window.start_step
+            if into_ramp < self.plan.ramp_steps:
+                return self.conds[ramp_name(into_ramp)]
+            return self.conds.get("negative")
+        return self.conds.get(EARLY)
+
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         step = self.clock.step_of(float(timestep[0]))
         positive = self.conds.get("positive")
-        if self.window.uses_negative(step):
-            uncond, cfg = self.conds.get("negative"), self.cfg
-        elif EARLY in self.conds:
-            uncond, cfg = self.conds[EARLY], self.cfg
-        elif model_options.get("disable_cfg1_optimization", False):
-            # CFG++ samplers read the unconditional prediction; with no guidance it is the
-            # positive one, which makes their step the plain (guidance 1) step.
-            uncond, cfg = positive, 1.0
-        else:
-            uncond, cfg = None, 1.0
+        uncond = self.unconditional(step)
+        cfg = self.plan.cfg_at(step)
+        if uncond is None:
+            cfg = 1.0
+            if model_options.get("disable_cfg1_optimization", False):
+                # CFG++ samplers read the unconditional prediction; with no guidance it is the
+                # positive one, which makes their step the plain (guidance 1) step.
+                uncond = positive
         return comfy.samplers.sampling_function(self.inner_model, x, timestep, uncond, positive, cfg,
                                                 model_options=model_options, seed=seed)

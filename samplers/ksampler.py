@@ -13,7 +13,9 @@ import latent_preview
 import torch
 
 from .delayed_negative_guider import DelayedNegativeGuider
+from .guidance_schedule import GuidanceSchedule
 from .negative_window import NegativeTiming
+
 
 def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0):
     """The sigmas the stock KSampler samples for these settings (before start/end slicing)."""
@@ -23,7 +25,8 @@ def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise:
 
 def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
                               timing: NegativeTiming, before_negative=None, denoise=1.0, add_noise=True,
-                              start_at_step=None, end_at_step=None, return_with_leftover_noise=False):
+                              start_at_step=None, end_at_step=None, return_with_leftover_noise=False,
+                              guidance: GuidanceSchedule | None = None):
     """Run one sampling pass; returns the output LATENT dict, as the stock nodes do."""
     schedule = full_schedule(model, steps, sampler_name, scheduler, denoise)
     sigmas = schedule
@@ -44,7 +47,7 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
     else:
         noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    guider = DelayedNegativeGuider(model, timing, schedule, first_step)
+    guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance)
     guider.set_conds(positive, negative, before_negative)
     guider.set_cfg(cfg)
     callback = latent_preview.prepare_callback(model, steps)

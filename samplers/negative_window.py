@@ -35,23 +35,26 @@ class NegativeWindow:
         return self.start_step <= step < self.end_step
 
 
-def resolve_window(timing: NegativeTiming, schedule_sigmas) -> NegativeWindow:
+def resolve_window(timing: NegativeTiming, schedule_sigmas,
+                   names: tuple[str, str] = ("negative_start", "negative_end")) -> NegativeWindow:
     """Turn the node's settings into steps of `schedule_sigmas` (one more sigma than steps).
 
     A start at or past the last step means the negative is never used (the clean baseline of a
-    critical-step sweep); bad values raise ValueError with what to change.
+    critical-step sweep); bad values raise ValueError with what to change, naming the inputs
+    `names` (the same window also serves the guidance interval).
     """
     start, end, unit = timing.start, timing.end, timing.unit
     sigmas = [float(s) for s in schedule_sigmas]
     steps = len(sigmas) - 1
     if unit not in START_UNITS:
         raise ValueError(f"Unknown unit '{unit}' for the negative's start; use one of {', '.join(START_UNITS)}.")
-    start_step = to_step(start, unit, sigmas, "negative_start")
-    end_step = steps if end == NEVER else to_step(end, unit, sigmas, "negative_end")
+    start_name, end_name = names
+    start_step = to_step(start, unit, sigmas, start_name)
+    end_step = steps if end == NEVER else to_step(end, unit, sigmas, end_name)
     if end != NEVER and end_step <= start_step:
         raise ValueError(
-            f"negative_end ({end:g}) must come after negative_start ({start:g}): the negative would "
-            f"never be used. Set negative_end to {NEVER:g} to keep the negative on to the last step.")
+            f"{end_name} ({end:g}) must come after {start_name} ({start:g}): the window would be empty. "
+            f"Set {end_name} to {NEVER:g} to keep it open to the last step.")
     return NegativeWindow(start_step, end_step)
 
 
