@@ -17,7 +17,7 @@ CURRENT_TARBALL ?= ../shared/hosts/comfyui-0.33.0.tar.gz
 CURRENT_HOME := .hosts/comfyui-0.33.0
 CURRENT_VENV := .venv-0.33
 
-.PHONY: setup run test bench setup-current test-current mutation
+.PHONY: setup run test bench setup-current test-current train study mutation
 
 $(VENV)/.installed: tests/requirements.txt tests/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,15 @@ $(VENV)/.chromium: | $(VENV)/.installed
 $(CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
 	$(PY) devtools/make_checkpoint.py $@
 
-setup: $(VENV)/.installed $(CHECKPOINT)
+# The toy portraits model (devtools/toy_model/): its trained UNet and VAE are committed; the text
+# encoder is the seeded CLIP-L of $(CHECKPOINT), checked by hash before it is combined.
+TOY_CHECKPOINT := .models/checkpoints/delayed-negative-toy-portraits.safetensors
+TOY_WEIGHTS := $(addprefix devtools/toy_model/weights/,unet.safetensors taesd.safetensors text_encoder.sha256)
+
+$(TOY_CHECKPOINT): $(CHECKPOINT) $(TOY_WEIGHTS) devtools/toy_model/build.py | $(VENV)/.installed
+	$(PY) devtools/toy_model/build.py $(CHECKPOINT) $@
+
+setup: $(VENV)/.installed $(CHECKPOINT) $(TOY_CHECKPOINT)
 	@$(PY) devtools/comfyui_home.py >/dev/null
 
 run: setup
@@ -71,3 +79,14 @@ bench: setup
 # make mutation MUTANTS="samplers.negative_window* attention.recording*"
 mutation: setup
 	nice $(PY) devtools/mutation.py $(MUTANTS)
+
+# Retrain the toy model's weights (CPU, one thread, niced; about 40 minutes on 2 busy cores).
+train: $(VENV)/.installed $(CHECKPOINT)
+	mkdir -p .cache/toy_model
+	nice -n 10 $(PY) devtools/toy_model/train_unet.py --log .cache/toy_model/train_unet.log
+	nice -n 10 $(PY) devtools/toy_model/train_vae.py --log .cache/toy_model/train_vae.log
+	@echo "trained: run 'make setup' to rebuild $(TOY_CHECKPOINT)"
+
+# Removal rate, face kept and change outside the object, by the negative's start, on the toy model.
+study: setup
+	$(PY) devtools/toy_model/study.py
