@@ -59,9 +59,11 @@ def dark_pixels_in_glasses_region(image: np.ndarray) -> int:
     return int((dark & glasses_region(face, image.shape[:2])).sum())
 
 
-def face_overlap(image: np.ndarray, reference: np.ndarray) -> float:
-    """Intersection over union of the two images' skin regions: 1 = the face kept its place and shape."""
-    skin, reference_skin = skin_mask(image), skin_mask(reference)
+def face_overlap(image: np.ndarray, reference: np.ndarray, ignore: np.ndarray | None = None) -> float:
+    """Intersection over union of the two images' skin regions, outside `ignore` (H x W bool, e.g.
+    where the removed object was): 1 = the face kept its place and shape."""
+    keep = ~ignore if ignore is not None else np.ones(image.shape[:2], bool)
+    skin, reference_skin = skin_mask(image) & keep, skin_mask(reference) & keep
     union = (skin | reference_skin).sum()
     return float((skin & reference_skin).sum() / union) if union else 0.0
 

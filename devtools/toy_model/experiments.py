@@ -72,7 +72,7 @@ class Comparison:
     """A run scored against the reference run without a negative, image by image."""
 
     glasses: np.ndarray          # bool per image
-    face_overlap: np.ndarray     # skin IoU with the reference image
+    face_overlap: np.ndarray     # skin IoU with the reference image, outside the glasses region
     change_outside: np.ndarray   # mean |pixel change| outside the reference's glasses region
 
 
@@ -81,6 +81,6 @@ def compare(images: np.ndarray, reference: np.ndarray) -> Comparison:
     for image, before in zip(images, reference, strict=True):
         face = find_face(before)
         region = glasses_region(face, before.shape[:2]) if face else np.zeros(before.shape[:2], bool)
-        overlaps.append(face_overlap(image, before))
+        overlaps.append(face_overlap(image, before, region))
         changes.append(change_outside(image, before, region))
     return Comparison(has_glasses(images), np.array(overlaps), np.array(changes))

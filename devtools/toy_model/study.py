@@ -24,6 +24,7 @@ import comfy_env
 
 # isort: split
 import numpy as np
+import torch
 
 from toy_model.detect import colour_pixels, find_face
 from toy_model.experiments import Run, compare, has_glasses, load_toy_checkpoint, sample
@@ -104,7 +105,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; each samples a batch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a busy machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     comfy_env.import_pack()
     started = time.time()
     study([int(s) for s in args.seeds.split(",")], args.batch, args.steps)
