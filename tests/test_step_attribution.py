@@ -18,6 +18,7 @@ from delayed_negative.samplers.delayed_negative_guider import DelayedNegativeGui
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
 from instrumented import instrument
+from sigma_reference import assert_same_evaluations, stock_timestep_range_log
 from tiny_models import tiny_sd15
 
 STEPS = 8
@@ -84,7 +85,9 @@ def test_every_sampler_switches_exactly_at_the_start_step(model, prompts, sample
     log = run(model, prompts, sampler, scheduler)
     if sampler in OWN_GRID:
         assert any("by sigma" in notice for notice in notices(caplog)), "the fallback was not announced"
-        assert_switch_by_sigma(log, float(full_schedule(model, STEPS, sampler, scheduler)[START]))
+        # The reference is ComfyUI's own timestep ranges, not the clock's rule (tests/sigma_reference.py).
+        assert_same_evaluations(log, stock_timestep_range_log(model, prompts, sampler, scheduler, STEPS, START, 7,
+                                                              5.0, {"samples": torch.zeros(1, 4, 8, 8)}))
     else:
         assert notices(caplog) == []
         assert_switch_at_start(log, loop_steps(log))
