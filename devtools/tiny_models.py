@@ -32,8 +32,8 @@ SD_VAE = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch
               ch_mult=[1, 2, 4, 4], num_res_blocks=2, attn_resolutions=[], dropout=0.0)
 
 
-def seeded_(state_dict: dict, seed: int) -> dict:
-    """Fill every tensor in place: matrices ~ N(0, 0.02²), norm weights 1, biases 0.
+def seeded_(state_dict: dict, seed: int, std: float = 0.02) -> dict:
+    """Fill every tensor in place: matrices ~ N(0, std²) (0.02 by default), norm weights 1, biases 0.
 
     ComfyUI's ops allocate empty (uninitialised) tensors, so nothing may be left unfilled:
     an uninitialised VAE decodes to NaN. Each tensor's generator is seeded from its name,
@@ -45,7 +45,7 @@ def seeded_(state_dict: dict, seed: int) -> dict:
             continue
         generator = torch.Generator().manual_seed(seed ^ zlib.crc32(name.encode()))
         if tensor.ndim >= 2:
-            values = torch.randn(tensor.shape, generator=generator) * 0.02
+            values = torch.randn(tensor.shape, generator=generator) * std
         elif name.endswith("bias"):
             values = torch.zeros(tensor.shape)
         else:
@@ -67,7 +67,8 @@ def sd15_checkpoint(seed: int = 1234, dtype=torch.float16) -> dict:
     return seeded_(state_dict, seed)
 
 
-def in_memory_model(model_config_class, unet_config: dict, seed: int = 1234) -> comfy.model_patcher.ModelPatcher:
+def in_memory_model(model_config_class, unet_config: dict, seed: int = 1234,
+                    std: float = 0.02) -> comfy.model_patcher.ModelPatcher:
     """A small UNet of any SD-family architecture, built in memory and wrapped like a loaded model.
 
     Reduced sizes cannot go through the checkpoint loader's detection (it recognises models by
@@ -76,7 +77,7 @@ def in_memory_model(model_config_class, unet_config: dict, seed: int = 1234) -> 
     model_config = model_config_class(dict(unet_config))
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, "")
-    seeded_(model.diffusion_model.state_dict(keep_vars=True), seed)
+    seeded_(model.diffusion_model.state_dict(keep_vars=True), seed, std)
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 

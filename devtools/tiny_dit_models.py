@@ -1,0 +1,87 @@
+"""Small in-memory DiT models of the families people sample today, from ComfyUI's own classes.
+
+Each is the family's real model class (MMDiT for SD3.x, Flux's double/single-stream DiT,
+Qwen-Image's MMDiT, Wan 2.1's video DiT) with its own model sampling (flow matching with the
+family's shift) and latent format (16 channels; Wan's video latents have frames), at a few
+blocks and small widths, with seeded weights. Text conditioning is a random tensor of the
+family's (reduced) text width: these models test sampling paths, not prompts.
+
+Each entry of FAMILIES gives: the model, the latent shape, and a function making a
+conditioning (a list of [tensor, extras]) from a generator.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import comfy.supported_models as supported
+import torch
+from comfy.ldm.flux.model import FluxParams
+
+from tiny_models import in_memory_model
+
+TEXT_TOKENS = 12
+# Weights drawn wider than the default 0.02 where the prompt must visibly move the latent: with
+# one block and small widths, Qwen-Image's text otherwise changes it by about 1e-4.
+TEXT_SENSITIVE_STD = 0.1
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build: Callable
+    latent_shape: tuple[int, ...]
+    text_width: int
+    pooled_width: int | None = None
+
+    def conditioning(self, generator: torch.Generator) -> list:
+        extras = {}
+        if self.pooled_width:
+            extras["pooled_output"] = torch.randn(1, self.pooled_width, generator=generator)
+        return [[torch.randn(1, TEXT_TOKENS, self.text_width, generator=generator), extras]]
+
+
+def tiny_sd3(seed: int = 1234):
+    """SD3.x: MMDiT, joint attention over text and image tokens, pooled CLIP vector, shift 3."""
+    depth = 2  # MMDiT's width is 64 x depth, with `depth` heads
+    config = {"in_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": depth,
+              "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256,
+              "context_embedder_config": {"target": "torch.nn.Linear",
+                                          "params": {"in_features": 48, "out_features": 64 * depth}}}
+    return in_memory_model(supported.SD3, config, seed)
+
+
+def tiny_flux(seed: int = 1234):
+    """Flux architecture without distilled guidance, sampled with real CFG (as Chroma-like models are)."""
+    config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "hidden_size": 64,
+              "num_heads": 2, "axes_dim": [8, 12, 12], "theta": 10000, "mlp_ratio": 2.0, "qkv_bias": True,
+              "depth": 1, "depth_single_blocks": 1, "context_in_dim": 48, "vec_in_dim": 32,
+              "guidance_embed": False}
+    if "txt_ids_dims" in {field.name for field in dataclasses.fields(FluxParams)}:
+        config["txt_ids_dims"] = []  # newer releases: which text position ids carry RoPE (none for Flux.1)
+    return in_memory_model(supported.Flux, config, seed)
+
+
+def tiny_qwen_image(seed: int = 1234):
+    """Qwen-Image: MMDiT over Qwen2.5-VL text states (reduced width here)."""
+    config = {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "num_layers": 1,
+              "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 48,
+              "axes_dims_rope": (8, 12, 12)}
+    return in_memory_model(supported.QwenImage, config, seed, std=TEXT_SENSITIVE_STD)
+
+
+def tiny_wan21(seed: int = 1234):
+    """Wan 2.1 text-to-video: cross-attention to UMT5 states, latents with frames."""
+    config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 64, "ffn_dim": 128, "num_heads": 2,
+              "num_layers": 1, "in_dim": 16, "out_dim": 16, "text_dim": 48, "freq_dim": 32,
+              "patch_size": (1, 2, 2), "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True,
+              "eps": 1e-6}
+    return in_memory_model(supported.WAN21_T2V, config, seed)
+
+
+FAMILIES = {
+    "sd3": Family("SD3.x (MMDiT)", tiny_sd3, (1, 16, 8, 8), 48, 32),
+    "flux": Family("Flux architecture with CFG", tiny_flux, (1, 16, 8, 8), 48, 32),
+    "qwen_image": Family("Qwen-Image (MMDiT)", tiny_qwen_image, (1, 16, 1, 8, 8), 48),
+    "wan21": Family("Wan 2.1 text-to-video", tiny_wan21, (1, 16, 3, 8, 8), 48),
+}
