@@ -290,7 +290,25 @@ def test_label_and_grid_images_in_one_row_without_labels_and_with_too_many_label
     out = LabeledImageGrid.execute(labels="", columns=0, image_1=solid(RED), image_2=solid(BLUE)).result[0]
     assert out.shape == (1, 24 + 2 * GAP, 2 * 32 + 3 * GAP, 3)
     assert torch.equal(out[0, GAP:GAP + 24, GAP + 32 + GAP:GAP + 64 + GAP], solid(BLUE)[0])
-    with pytest.raises(ValueError, match="3 labels for 2 pictures"):
+    with pytest.raises(ValueError, match="^3 labels for 2 pictures: remove 1 label"):
         LabeledImageGrid.execute(labels="a, b, c", columns=0, image_1=solid(RED), image_2=solid(BLUE))
-    with pytest.raises(ValueError, match="No image is connected"):
+    with pytest.raises(ValueError, match="^No image is connected"):
         LabeledImageGrid.execute(labels="", columns=0)
+
+
+def test_label_and_grid_images_one_column_cells_sized_by_the_first_picture_and_labels_split_at_commas():
+    big = solid(RED, 40, 210)
+    # As many labels as pictures, each with a space in it; one picture per row; the second is smaller.
+    out = LabeledImageGrid.execute(labels="step 0, step 3", columns=1, image_1=big, image_2=solid(BLUE)).result[0]
+    label_height = text_height(label_font(210 // 14)) + 8  # the label font grows with the cells
+    assert out.shape == (1, 2 * (label_height + 40) + 3 * GAP, 210 + 2 * GAP, 3)
+    top = GAP + label_height
+    assert torch.equal(out[0, top:top + 40, GAP:GAP + 210], big[0])
+    second = 2 * GAP + 2 * label_height + 40
+    x = GAP + (210 - 32) // 2
+    y = second + (40 - 24) // 2
+    assert torch.equal(out[0, y:y + 24, x:x + 32], solid(BLUE)[0])  # centred in a cell of the first's size
+    # The second label is the second caption: changing it changes only the second label strip.
+    other = LabeledImageGrid.execute(labels="step 0, step 9", columns=1, image_1=big, image_2=solid(BLUE)).result[0]
+    strip = slice(second - label_height, second)
+    assert not torch.equal(out[0, strip], other[0, strip]) and torch.equal(out[0, :strip.start], other[0, :strip.start])
