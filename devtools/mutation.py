@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_home import PACK_ROOT, comfyui_home  # noqa: E402
 
-STAGE = PACK_ROOT / ".mutation"
+# MUTATION_STAGE: another folder under .mutation/, for a second run beside the first.
+STAGE = PACK_ROOT / ".mutation" / os.environ.get("MUTATION_STAGE", "")
 PACKAGE = "delayed_negative"
 MUTATED = ["samplers", "attention", "render", "nodes"]
 # The fast tests: pure functions, in-memory models, and a few samplers of the step attribution.
