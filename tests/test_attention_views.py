@@ -5,9 +5,11 @@ known, and the test asserts which rows, steps, labels, batch item, marker and wo
 the pixels: computed here by hand, then compared with the picture the node made.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
 
 from delayed_negative import render
 from delayed_negative.attention.maps import AttentionMaps, Track
@@ -15,7 +17,8 @@ from delayed_negative.nodes.attention_maps import (AttentionChart, AttentionGrid
                                                    negative_start, parse_steps)
 from delayed_negative.nodes.image_grid import GAP, LabeledImageGrid
 from delayed_negative.render.grid import ABSENT_FILL, GridLayout
-from delayed_negative.render.text import label_font, text_height
+from delayed_negative.render.convert import to_uint8
+from delayed_negative.render.text import draw_text, fit_text, label_font, text_height
 
 NAN = float("nan")
 PIXEL = 1.0 / 255.0 + 1e-6
@@ -312,3 +315,32 @@ def test_label_and_grid_images_one_column_cells_sized_by_the_first_picture_and_l
     other = LabeledImageGrid.execute(labels="step 0, step 9", columns=1, image_1=big, image_2=solid(BLUE)).result[0]
     strip = slice(second - label_height, second)
     assert not torch.equal(out[0, strip], other[0, strip]) and torch.equal(out[0, :strip.start], other[0, :strip.start])
+
+
+def caption(text, width, font_size=12):
+    """A label strip drawn here with PIL: the text cut to the cell's width less 4 px, centred."""
+    font = label_font(font_size)
+    height = text_height(font) + 8
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw_text(ImageDraw.Draw(strip), (width / 2, height / 2), fit_text(text, font, width - 4), font, (30, 30, 30),
+              "mm")
+    return torch.from_numpy(np.asarray(strip, dtype="float32") / 255.0)
+
+
+def test_label_and_grid_images_captions_pixels_shrunk_pictures_and_the_last_input():
+    gradient = torch.linspace(0, 1, 64)[None, None, :, None].expand(1, 48, 64, 3).clone()
+    long_label = "negative_start 0.25 of the steps: the sweep's first picture"
+    out = LabeledImageGrid.execute(labels=f"{long_label}, last", columns=0, image_1=solid(RED),
+                                   image_8=gradient).result[0]
+    label_height = text_height(label_font(12)) + 8
+    assert out.shape == (1, label_height + 24 + 2 * GAP, 2 * 32 + 3 * GAP, 3)
+    for index, text in enumerate((long_label, "last")):
+        x = GAP + index * (32 + GAP)
+        torch.testing.assert_close(out[0, GAP:GAP + label_height, x:x + 32], caption(text, 32), atol=PIXEL, rtol=0)
+    # image_8, twice the cell's size, is shrunk (Lanczos, proportions kept) into the second cell.
+    expected = Image.fromarray(to_uint8(gradient[0]))
+    expected.thumbnail((32, 24), Image.LANCZOS)
+    x, y = GAP + 32 + GAP, GAP + label_height
+    torch.testing.assert_close(out[0, y:y + 24, x:x + 32],
+                               torch.from_numpy(np.asarray(expected, dtype="float32") / 255.0),
+                               atol=PIXEL, rtol=0)
