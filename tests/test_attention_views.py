@@ -344,3 +344,25 @@ def test_label_and_grid_images_captions_pixels_shrunk_pictures_and_the_last_inpu
     torch.testing.assert_close(out[0, y:y + 24, x:x + 32],
                                torch.from_numpy(np.asarray(expected, dtype="float32") / 255.0),
                                atol=PIXEL, rtol=0)
+
+
+def test_overlay_draws_each_batch_item_on_its_own_image_or_on_the_first_when_the_batches_differ():
+    size = (HEIGHT * 16, WIDTH * 16)
+    images = torch.stack([torch.full((*size, 3), shade) for shade in (0.0, 0.5, 0.25)])
+    heats = [at(size, placed_mean(3 - batch, [0, 1])) for batch in range(BATCH)]
+    for given, drawn_on in ((images[:2], (0, 1)), (images, (0, 0))):
+        out = AttentionOverlay.execute(attention_maps=placed_maps(), image=given, words="man", first_step=0,
+                                       last_step=1, colormap="gray", opacity=1.0).result[0]
+        assert out.shape == (BATCH, *size, 3)
+        for batch, source in enumerate(drawn_on):
+            heat = heats[batch][24:]
+            expected = images[source, 24:, :, 0] * (1 - heat) + heat * heat
+            torch.testing.assert_close(out[batch, 24:, :, 0], expected, atol=1e-5, rtol=0)
+
+
+def test_overlay_of_a_word_absent_over_the_whole_range_leaves_the_image_as_it_was():
+    size = (HEIGHT * 16, WIDTH * 16)
+    image = torch.full((BATCH, *size, 3), 0.5)
+    out = AttentionOverlay.execute(attention_maps=placed_maps(), image=image, words="mustache", first_step=0,
+                                   last_step=1, colormap="gray", opacity=1.0).result[0]
+    assert torch.equal(out[:, 24:], image[:, 24:])
