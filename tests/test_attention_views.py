@@ -366,3 +366,11 @@ def test_overlay_of_a_word_absent_over_the_whole_range_leaves_the_image_as_it_wa
     out = AttentionOverlay.execute(attention_maps=placed_maps(), image=image, words="mustache", first_step=0,
                                    last_step=1, colormap="gray", opacity=1.0).result[0]
     assert torch.equal(out[:, 24:], image[:, 24:])
+
+
+def test_a_range_of_one_step_and_a_marker_at_step_0():
+    # last_step 0 is step 0 (only -1 means the last step); first == last is a range of one step.
+    out = mask("man", 0, 0, 0)
+    torch.testing.assert_close(out[0], at((HEIGHT * 8, WIDTH * 8), placed_mean(3, [0])), atol=1e-5, rtol=0)
+    image = chart(constant_maps(), batch_index=1, mark_step=0)
+    torch.testing.assert_close(image, expected_chart(range(len(TRACKS)), 1, 0), atol=PIXEL, rtol=0)

@@ -144,6 +144,7 @@ def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(m
     log, sigmas = run_custom(model, prompts, third_party_samplers.sample_heun_silent)
     said = notices(caplog)
     assert len(said) == 1 and "heun_silent" in said[0] and "by sigma" in said[0]
+    assert f"it reported 0 steps for a schedule of {STEPS}" in said[0]
     assert_switch_by_sigma(log, float(sigmas[START]))
 
 
