@@ -10,6 +10,8 @@ touched, so other work in it goes on while this runs.
     python devtools/mutation.py 'samplers.negative_window*' 'attention.recording*'
     python devtools/mutation.py --again NAMES...         go on in the same .mutation/ (no new copy)
     python devtools/mutation.py --results                the last run's survivors again
+    MUTATION_STAGE=NAME (a second run beside the first), MUTATION_TESTS="tests/..." (fewer tests),
+    MUTATION_CHILDREN=N (parallel mutants, default 1)
 
 Results: `mutmut results` / `mutmut show NAME` inside .mutation/; docs/mutation.md has the figures.
 """
@@ -62,7 +64,8 @@ def stage() -> Path:
     config = ["[mutmut]", "source_paths ="]
     config += [f"    {PACKAGE}/{folder}" for folder in MUTATED]
     config += ["also_copy ="] + [f"    {PACKAGE}/{path}" for path in ("__init__.py", "tests", "devtools", "pytest.ini")]
-    tests = [test for test in FAST_TESTS if (package / test.partition("::")[0]).is_file()]
+    chosen = os.environ.get("MUTATION_TESTS", "").split() or FAST_TESTS  # MUTATION_TESTS: a narrower selection
+    tests = [test for test in chosen if (package / test.partition("::")[0]).is_file()]
     config += ["pytest_add_cli_args_test_selection ="] + [f"    {PACKAGE}/{test}" for test in tests]
     config += ["pytest_add_cli_args =", "    -q", "    -p", "    no:cacheprovider", "    -k"]
     config += [f"    {' and '.join(DESELECT)}"]
