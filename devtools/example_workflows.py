@@ -286,22 +286,21 @@ SWEEP = [0, 3, 6, 10, STEPS]
 
 
 def critical_step_sweep(object_info) -> Graph:
+    starts = ", ".join(["0", *map(str, SWEEP[1:-1]), "never"])
     graph = Graph(object_info, (
-        "Choosing the critical step: the same seed with the negative starting at steps "
-        f"{', '.join(map(str, SWEEP))} of {STEPS}, in one labelled grid. Step 0 is the stock KSampler; step "
-        f"{STEPS} means the negative never acts (empty prompt only).\n\n"
-        "Too early and the negative reshapes the whole picture; too late and the mustache stays. Pick by eye, "
-        "or read where \"mustache\" starts to act in the attention chart example. To try other steps, edit "
-        "negative_start on the samplers and the grid's labels."))
+        f"Choosing the critical step: one KSampler Sweep (Delayed Negative) samples the same seed with the negative "
+        f"starting at steps {starts} of {STEPS}, and returns the pictures as a batch and as one labelled grid. "
+        "Start 0 is the stock KSampler; 'never' is the empty prompt throughout.\n\n"
+        "Each picture equals a separate KSampler (Delayed Negative) run with that start; the steps the runs have "
+        "in common are computed once.\n\n"
+        "Too early and the negative reshapes the whole picture; too late and the mustache stays. Pick by eye, or "
+        "read where \"mustache\" starts to act in the attention chart example. To try other steps, edit 'starts'."))
     checkpoint, positive, negative, latent = text_to_image_inputs(graph)
-    images = {}
-    for index, start in enumerate(SWEEP, start=1):
-        sampler = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(start),
-                                   title=f"negative from step {start}")
-        images[f"image_{index}"] = decode(graph, checkpoint, sampler[0])[0]
-    labels = ", ".join(["step 0 (stock)", *[f"step {start}" for start in SWEEP[1:-1]], "never"])
-    grid = graph.add("DelayedNegativeLabeledImageGrid", labels=labels, columns=0, **images)
-    save(graph, grid[0], "critical_step_sweep")
+    swept = graph.add("DelayedNegativeSweep", model=checkpoint["MODEL"], seed=SEED, steps=STEPS, cfg=CFG,
+                      sampler_name="euler", scheduler="normal", positive=positive[0], negative=negative[0],
+                      latent_image=latent[0], denoise=1.0, starts=starts, timing_unit="step",
+                      before_negative="empty prompt", vae=checkpoint["VAE"], columns=0, clip=checkpoint["CLIP"])
+    save(graph, swept[2], "critical_step_sweep")  # outputs: latents, images, grid
     return graph
 
 

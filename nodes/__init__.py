@@ -8,12 +8,13 @@ from .attention_maps import NODES as ATTENTION_NODES
 from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES
 from .guidance_schedule import NODES as GUIDANCE_SCHEDULE_NODES
 from .image_grid import NODES as IMAGE_GRID_NODES
+from .sweep import NODES as SWEEP_NODES
 
 
 class DelayedNegativeExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *ATTENTION_NODES, *IMAGE_GRID_NODES]
+        return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *SWEEP_NODES, *ATTENTION_NODES, *IMAGE_GRID_NODES]
 
 
 async def comfy_entrypoint() -> DelayedNegativeExtension:

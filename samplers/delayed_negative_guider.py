@@ -10,7 +10,9 @@ timestep ranges, areas, masks and ControlNets, and other packs' cfg / pre-cfg / 
 functions all see the real unconditional prediction of that step.
 
 An optional GuidanceSchedule (guidance_schedule.py) shapes the rest per step: the cfg, a
-ramp into the negative, and an interval outside which there is no guidance.
+ramp into the negative, and an interval outside which there is no guidance. An optional
+SharedPrefix (shared_prefix.py) lets a sweep's runs reuse each other's evaluations of the
+steps they have in common.
 """
 
 import comfy.samplers
@@ -44,6 +46,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         self.schedule = schedule
         self.first_step = first_step
         self.guidance = guidance or GuidanceSchedule()
+        self.shared = None  # a SharedPrefix, set by a sweep
         self.window = None
         self.plan = None
         self.clock = None
@@ -85,6 +88,12 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         step = self.clock.step_of(float(timestep[0]))
+        if self.shared is None:
+            return self.guided_prediction(step, x, timestep, model_options, seed)
+        return self.shared.predict(step, x, timestep,
+                                   lambda: self.guided_prediction(step, x, timestep, model_options, seed))
+
+    def guided_prediction(self, step, x, timestep, model_options, seed):
         positive = self.conds.get("positive")
         uncond = self.unconditional(step)
         cfg = self.plan.cfg_at(step)

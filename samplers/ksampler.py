@@ -15,6 +15,7 @@ import torch
 from .delayed_negative_guider import DelayedNegativeGuider
 from .guidance_schedule import GuidanceSchedule
 from .negative_window import NegativeTiming
+from .shared_prefix import SharedPrefix
 
 
 def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0):
@@ -26,7 +27,7 @@ def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise:
 def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
                               timing: NegativeTiming, before_negative=None, denoise=1.0, add_noise=True,
                               start_at_step=None, end_at_step=None, return_with_leftover_noise=False,
-                              guidance: GuidanceSchedule | None = None):
+                              guidance: GuidanceSchedule | None = None, shared: SharedPrefix | None = None):
     """Run one sampling pass; returns the output LATENT dict, as the stock nodes do."""
     schedule = full_schedule(model, steps, sampler_name, scheduler, denoise)
     sigmas = schedule
@@ -50,6 +51,7 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
     guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance)
     guider.set_conds(positive, negative, before_negative)
     guider.set_cfg(cfg)
+    guider.shared = shared
     callback = latent_preview.prepare_callback(model, steps)
     samples = guider.sample(noise, latent_image, comfy.samplers.sampler_object(sampler_name), sigmas,
                             denoise_mask=latent.get("noise_mask"), callback=callback,

@@ -1,0 +1,98 @@
+"""KSampler Sweep (Delayed Negative): each start equals a separate KSampler (Delayed Negative) run
+bit for bit, and the steps the runs share are evaluated once (counted on the model itself).
+
+Samplers are compared on the small in-memory SD1.5-architecture model with random conditioning
+tensors (fast enough for five samplers); one case runs the generated checkpoint through the
+stock loader and CLIP Text Encode. Both decode with the checkpoint's VAE.
+"""
+
+import pytest
+import torch
+
+import stock
+from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
+from delayed_negative.nodes.sweep import DelayedNegativeSweep
+from instrumented import instrument
+from tiny_models import tiny_sd15
+
+SEED, STEPS, CFG = 42, 8, 6.5
+STARTS = "0, 2, 5, never"
+
+
+@pytest.fixture(scope="module")
+def sd15(checkpoint):
+    model, clip, vae = checkpoint
+    return {"model": model, "clip": clip, "vae": vae, "positive": stock.encode(clip, "portrait photo of a man"),
+            "negative": stock.encode(clip, "mustache"), "empty": stock.encode(clip, ""),
+            "latent": stock.empty_latent(64, 48, batch_size=1)}
+
+
+@pytest.fixture(scope="module")
+def tiny(checkpoint):
+    generator = torch.Generator().manual_seed(0)
+    prompts = {name: [[torch.randn(1, 77, 768, generator=generator), {}]] for name in ("positive", "negative", "empty")}
+    return {"model": tiny_sd15(), "clip": None, "vae": checkpoint[2], "latent": {"samples": torch.zeros(2, 4, 6, 8)},
+            **prompts}
+
+
+def run_sweep(setup, sampler, starts=STARTS, model=None, scheduler="karras"):
+    before, early = ("empty prompt", None) if setup["clip"] else ("early conditioning", setup["empty"])
+    return DelayedNegativeSweep.execute(
+        model or setup["model"], SEED, STEPS, CFG, sampler, scheduler, setup["positive"], setup["negative"],
+        setup["latent"], 1.0, starts, "step", before, setup["vae"], 0, setup["clip"], early).result
+
+
+def separate(setup, sampler, start, model=None, scheduler="karras"):
+    before, early = ("empty prompt", None) if setup["clip"] else ("early conditioning", setup["empty"])
+    return DelayedNegativeKSampler.execute(
+        model or setup["model"], SEED, STEPS, CFG, sampler, scheduler, setup["positive"], setup["negative"],
+        setup["latent"], 1.0, start, -1.0, "step", before, setup["clip"], early).result[0]["samples"]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m_sde", "euler_ancestral", "uni_pc"])
+def test_each_start_is_a_separate_run_bit_for_bit(tiny, sampler):
+    latents, images, grid = run_sweep(tiny, sampler)
+    batch = tiny["latent"]["samples"].shape[0]
+    assert latents["samples"].shape[0] == 4 * batch and images.shape[0] == 4 * batch
+    for index, start in enumerate([0, 2, 5, STEPS]):
+        expected = separate(tiny, sampler, start)
+        assert torch.equal(latents["samples"][index * batch:(index + 1) * batch], expected), f"start {start}"
+    assert grid.shape[0] == 1 and grid.shape[2] > 8 * images.shape[2]  # eight captioned pictures in a row
+
+
+def test_on_the_checkpoint_each_start_is_a_separate_run(sd15):
+    latents, images, _ = run_sweep(sd15, "dpmpp_2m", "3, never")
+    assert torch.equal(latents["samples"][:1], separate(sd15, "dpmpp_2m", 3))
+    assert torch.equal(latents["samples"][1:], separate(sd15, "dpmpp_2m", STEPS))
+    assert images.shape == (2, 48, 64, 3)
+
+
+@pytest.mark.parametrize("sampler, per_step", [("euler", 1), ("heun", 2)])
+def test_the_shared_steps_are_evaluated_once(tiny, sampler, per_step):
+    embeddings = {name: tiny[name][0][0] for name in ("positive", "negative", "empty")}
+    swept, alone = [], []
+    run_sweep(tiny, sampler, model=instrument(tiny["model"], embeddings, swept))
+    for start in (0, 2, 5, STEPS):
+        separate(tiny, sampler, start, model=instrument(tiny["model"], embeddings, alone))
+    # heun's last step (to sigma 0) is one euler evaluation.
+    per_run = per_step * STEPS - (per_step - 1)
+    assert len(alone) == 4 * per_run
+    # Latest start first: never, then 5 (steps 0-4 shared), 2 (0-1 shared), 0 (nothing shared).
+    assert len(swept) == 4 * per_run - per_step * (5 + 2)
+
+
+@pytest.mark.parametrize("starts, message", [
+    ("0, 3, soon", "'soon' is neither a number nor 'never'"),
+    (" , ", "starts is empty"),
+    ("0, -2", "is negative"),
+])
+def test_bad_starts_say_what_to_change(tiny, starts, message):
+    with pytest.raises(ValueError, match=message):
+        run_sweep(tiny, "euler", starts)
+
+
+def test_a_sigma_outside_the_schedule_is_named(tiny):
+    with pytest.raises(ValueError, match="sigma"):
+        DelayedNegativeSweep.execute(
+            tiny["model"], SEED, STEPS, CFG, "euler", "normal", tiny["positive"], tiny["negative"], tiny["latent"],
+            1.0, "0, 99", "sigma", "early conditioning", tiny["vae"], 0, None, tiny["empty"])
