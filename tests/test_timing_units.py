@@ -201,3 +201,9 @@ def test_every_unit_between_steps_equals_the_stock_passes_through_the_nodes(sd15
     for unit, case in (("fraction of steps", 1), ("sigma", 2)):
         start, end = BETWEEN_STEPS[unit](sigmas)[case]
         assert close(guider(sd15, start, end, unit), reference), f"guider, {unit} {start:g}..{end:g}"
+
+
+@pytest.mark.parametrize("value", [1.0001, 1.5, -0.1])
+def test_a_fraction_outside_0_to_1_is_refused(schedules, value):
+    with pytest.raises(ValueError, match="fraction of steps lies between 0 and 1"):
+        resolve_window(NegativeTiming(value, NEVER, "fraction of steps"), schedules["karras"])
