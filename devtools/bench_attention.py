@@ -41,7 +41,7 @@ def run(options) -> list[str]:
         f"'{POSITIVE_WORDS}' + '{NEGATIVE_WORDS}', all cross-attention layers, medians of {options.repeats} "
         "alternating runs",
         f"  time with / without recording: {recorded / plain:.3f} ({recorded:.3f} s / {plain:.3f} s)  goal <= 1.10",
-        f"  bytes held / (steps x recorded words x batch x H x W x 4): {held / budget:.3f} "
-        f"({held} / {budget} bytes; {words} words, each in its own branch, incl. the empty prompt's <end>)  "
-        "goal <= 2",
+        (f"  bytes held / (steps x recorded words x batch x H x W x 4): {held / budget:.3f} "
+         f"({held} / {budget} bytes; {words} words, each in its own branch, incl. the empty prompt's <end>)  "
+         "goal <= 2"),
     ]

@@ -112,13 +112,13 @@ def assert_maps_match(recorded, expected, tracks):
     for step in range(expected.shape[0]):
         for index, track in enumerate(tracks):
             torch.testing.assert_close(recorded[step, index].double(), expected[step, index], rtol=2e-5, atol=1e-7,
-                                       equal_nan=True, msg=lambda m: f"step {step}, {track}: {m}")
+                                       equal_nan=True, msg=lambda m, step=step, track=track: f"step {step}, {track}: {m}")
 
 
 def token_columns(clip, text, word):
     """Where the tokenizer's ids of `word` sit among the prompt's token columns (every occurrence);
     "<end>" is the first end-of-text token."""
-    ids = [token for token, _weight in sum(clip.tokenize(text)["l"], [])]
+    ids = [token for chunk in clip.tokenize(text)["l"] for token, _weight in chunk]
     hf_tokenizer = clip.tokenizer.clip_l.tokenizer
     if word == "<end>":
         return [ids.index(hf_tokenizer.eos_token_id)]
@@ -143,7 +143,7 @@ def sd15(checkpoint):
 
 
 def record_on_the_checkpoint(sd15, layers, steps, start):
-    model, clip, texts, conditioning = sd15
+    model, clip, _texts, conditioning = sd15
     patched, recording = RecordAttentionMaps.execute(
         model=model, clip=clip, positive_prompt=POSITIVE, negative_prompt=NEGATIVE, positive_words=POSITIVE_WORDS,
         negative_words=NEGATIVE_WORDS, layers=layers).result
