@@ -29,7 +29,7 @@ from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from delayed_negative.samplers.ksampler import delayed_negative_ksampler
+from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
 from instrumented import instrument
 from tiny_models import tiny_sdxl
@@ -215,6 +215,8 @@ def test_sdxl_maps_equal_a_per_head_softmax_from_hooks():
         for handle in handles:
             handle.remove()
     maps = recording.snapshot()
+    assert [track.branch for track in maps.tracks] == ["positive", "positive", "unconditional", "unconditional"]
+    assert maps.sigmas == tuple(float(s) for s in full_schedule(model, steps, "heun", "karras")[:-1])
     assert {q.shape[1] for _g, q, _k, _h in calls} == {15}  # every layer at half the latent's size
     assert [e.sampler_step for e in log] == [0, 0, 1, 1, 2]  # heun: two model calls a step, one on the last
     columns = {prompt: dict(words) for prompt, words in SDXL_COLUMNS.items()}
