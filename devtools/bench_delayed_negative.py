@@ -47,11 +47,17 @@ def load_checkpoint():
     return nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT.name)[:2]
 
 
-def run(options) -> list[str]:
+def bench_inputs(options):
+    """(model, clip, positive, negative, latent): the paper's prompts on the generated checkpoint."""
     model, clip = load_checkpoint()
     positive = nodes.CLIPTextEncode().encode(clip, "portrait photo of a man")[0]
     negative = nodes.CLIPTextEncode().encode(clip, "mustache")[0]
     latent = nodes.EmptyLatentImage().generate(options.size, options.size, 1)[0]
+    return model, clip, positive, negative, latent
+
+
+def run(options) -> list[str]:
+    model, clip, positive, negative, latent = bench_inputs(options)
     steps = options.steps
     negative_start = steps // 4
 

@@ -11,9 +11,7 @@ the negative from a quarter of the steps, run alternately in one process (median
   evaluation's cost grows with its batch; a small latent on a CPU stays nearer 1.
 """
 
-import nodes
-
-from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, load_checkpoint, median_times
+from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.nodes.guidance_schedule import DelayedNegativeGuidanceSchedule
 
@@ -26,10 +24,7 @@ def schedule(steps: int, **settings):
 
 
 def run(options) -> list[str]:
-    model, clip = load_checkpoint()
-    positive = nodes.CLIPTextEncode().encode(clip, "portrait photo of a man")[0]
-    negative = nodes.CLIPTextEncode().encode(clip, "mustache")[0]
-    latent = nodes.EmptyLatentImage().generate(options.size, options.size, 1)[0]
+    model, clip, positive, negative, latent = bench_inputs(options)
     steps = options.steps
     negative_start = steps // 4
 

@@ -13,7 +13,7 @@ import comfy.samplers
 import nodes
 import torch
 
-from bench_delayed_negative import CFG, SCHEDULER, SEED, load_checkpoint
+from bench_delayed_negative import CFG, SCHEDULER, SEED, bench_inputs
 from delayed_negative.samplers.step_clock import StepClock
 
 SAMPLERS = ("euler", "heun", "dpmpp_2m_sde", "uni_pc", "sa_solver_pece")
@@ -30,10 +30,7 @@ def median_time(action, repeats: int) -> float:
 
 
 def run(options) -> list[str]:
-    model, clip = load_checkpoint()
-    positive = nodes.CLIPTextEncode().encode(clip, "portrait photo of a man")[0]
-    negative = nodes.CLIPTextEncode().encode(clip, "mustache")[0]
-    latent = nodes.EmptyLatentImage().generate(options.size, options.size, 1)[0]
+    model, _clip, positive, negative, latent = bench_inputs(options)
     noise = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(SEED))
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_model = model.model  # what sampling gives the guider; the dry run reads its model_sampling

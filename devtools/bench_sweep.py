@@ -6,9 +6,7 @@ alternate in one process; medians of wall time. The goal is the shared prefix pa
 sweep's model evaluations over the separate runs' (for euler, one per step) is the ideal ratio.
 """
 
-import nodes
-
-from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, load_checkpoint, median_times
+from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
 from delayed_negative.nodes.negative_inputs import before_negative_conditioning
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler
 from delayed_negative.samplers.negative_window import NegativeTiming
@@ -16,10 +14,7 @@ from delayed_negative.samplers.sweep import parse_starts, sweep
 
 
 def run(options) -> list[str]:
-    model, clip = load_checkpoint()
-    positive = nodes.CLIPTextEncode().encode(clip, "portrait photo of a man")[0]
-    negative = nodes.CLIPTextEncode().encode(clip, "mustache")[0]
-    latent = nodes.EmptyLatentImage().generate(options.size, options.size, 1)[0]
+    model, clip, positive, negative, latent = bench_inputs(options)
     steps = options.steps
     first_steps = [0, steps // 6, steps // 3, steps // 2, steps]
     starts = parse_starts(", ".join(map(str, first_steps[:-1])) + ", never")

@@ -8,12 +8,12 @@ import torch
 from comfy_api.latest import io
 
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
-from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
+from ..samplers.negative_window import NEVER, START_UNITS
 from ..samplers.sweep import parse_starts, sweep
 from .delayed_negative import sampling_inputs
 from .guidance_schedule import guidance_schedule_input
 from .image_grid import labelled_grid
-from .negative_inputs import CATEGORY, before_negative_conditioning, before_negative_inputs, check_cfg
+from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings
 
 
 class DelayedNegativeSweep(io.ComfyNode):
@@ -61,12 +61,11 @@ class DelayedNegativeSweep(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 starts, timing_unit, before_negative, vae, columns, clip=None, early_conditioning=None,
                 guidance_schedule=None):
-        if guidance_schedule is None or guidance_schedule.cfg_curve == "constant":
-            check_cfg(cfg)
         chosen = parse_starts(starts)
-        # Built once for every start that needs it (a start of 0 leaves it unused).
-        early = before_negative_conditioning(before_negative, clip, early_conditioning,
-                                             NegativeTiming(1.0, NEVER, "step"))
+        # The shared checks, and the early conditioning built once for every start that needs it
+        # (as for any start after step 0; a start of 0 leaves it unused).
+        _, early = guidance_settings(cfg, 1.0, NEVER, "step", before_negative, clip, early_conditioning,
+                                     guidance_schedule)
         result = sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, chosen,
                        timing_unit, early, denoise, guidance_schedule)
         out = latent_image.copy()
