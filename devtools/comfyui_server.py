@@ -1,7 +1,10 @@
 """Start a real ComfyUI server with this pack: for `make run` and for the tests.
 
-The pack and the generated checkpoint are added through an extra-model-paths file, so a
-ComfyUI that is not ours (COMFYUI_PATH) is never written to.
+The pack and our checkpoints are added through an extra-model-paths file, so a ComfyUI that is
+not ours (COMFYUI_PATH) is never written to. `make run` lists the toy portraits model (a trained
+model: the one example 07 names, and the first choice of a fresh Load Checkpoint when the
+ComfyUI has no checkpoint of its own); the tests see every generated checkpoint, the
+random-weights test checkpoint included.
 """
 
 import os
@@ -13,6 +16,7 @@ from comfyui_home import PACK_ROOT, comfyui_home
 
 PACK_NAME = "comfyui-delayed-negative"
 CHECKPOINTS = PACK_ROOT / ".models" / "checkpoints"
+TOY_CHECKPOINT = CHECKPOINTS / "delayed-negative-toy-portraits.safetensors"
 
 
 def pack_is_installed_in(comfyui: Path) -> bool:
@@ -24,8 +28,8 @@ def has_checkpoints(comfyui: Path) -> bool:
     return folder.is_dir() and any(p.suffix in (".safetensors", ".ckpt") for p in folder.iterdir())
 
 
-def write_paths_config(comfyui: Path, workdir: Path, always_add_checkpoint: bool) -> Path:
-    """A ComfyUI extra-model-paths file that adds the pack and, if needed, our checkpoint."""
+def write_paths_config(comfyui: Path, workdir: Path, for_tests: bool) -> Path:
+    """A ComfyUI extra-model-paths file that adds the pack and our checkpoints, inside `workdir`."""
     entries = {}
     if not pack_is_installed_in(comfyui):
         custom_nodes = workdir / "custom_nodes"
@@ -34,12 +38,31 @@ def write_paths_config(comfyui: Path, workdir: Path, always_add_checkpoint: bool
         if not link.is_symlink():
             link.symlink_to(PACK_ROOT, target_is_directory=True)
         entries["custom_nodes"] = custom_nodes
-    if always_add_checkpoint or not has_checkpoints(comfyui):
+    if for_tests:
         entries["checkpoints"] = CHECKPOINTS
+    elif TOY_CHECKPOINT.is_file():
+        entries["checkpoints"] = toy_checkpoint_folder(workdir)
+    elif not has_checkpoints(comfyui):
+        print(f"{TOY_CHECKPOINT.name} is missing (`make setup` builds it): "
+              "no checkpoint to list.", file=sys.stderr)
     config = workdir / "extra_model_paths.yaml"
     lines = ["delayed_negative_pack:"] + [f"    {name}: {path}" for name, path in entries.items()]
     config.write_text("\n".join(lines) + "\n")
     return config
+
+
+def toy_checkpoint_folder(workdir: Path) -> Path:
+    """A folder with only a link to the toy model. ComfyUI sorts the checkpoints it lists by name,
+    and the random-weights test checkpoint beside the toy in .models/ would sort first and be the
+    choice a new Load Checkpoint node starts with."""
+    folder = workdir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / TOY_CHECKPOINT.name
+    if link.is_symlink() and link.resolve() != TOY_CHECKPOINT.resolve():
+        link.unlink()
+    if not link.is_symlink():
+        link.symlink_to(TOY_CHECKPOINT)
+    return folder
 
 
 def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_tests: bool = False) -> list[str]:
