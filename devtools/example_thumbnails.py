@@ -1,12 +1,14 @@
 """Render the .jpg thumbnail beside each example workflow by running it on a real ComfyUI.
 
-Each workflow is converted to an API prompt (tests/workflow_api.py) and run; the thumbnail is
-its attention chart if it saves one, else its saved images side by side, scaled to THUMBNAIL_WIDTH
-pixels wide. Without --server a test server is started with the generated test checkpoint, whose
-random weights draw noise rather than a portrait: the thumbnails then show the workflow's shape
-(two pictures, a labelled grid, a chart), not the paper's result. With --server and real
-checkpoints (e.g. `make run` with v1-5-pruned-emaonly.safetensors installed), pass --full to keep
-the workflows' own steps and sizes.
+Each workflow is converted to an API prompt (tests/workflow_api.py) and run; the thumbnail is the
+first of PREFERRED_PREFIXES it saves (the toy example's comparison, an attention chart), else its
+saved images side by side, scaled to THUMBNAIL_WIDTH pixels wide. Without --server a test server
+is started and every workflow runs on the toy portraits model (`make setup` builds it), with its
+own steps (--max-steps caps them) on 64x64 images, the size the model was trained on; a workflow
+made for the toy model runs as it is. The toy model has learnt portraits and glasses but not mustaches, so the paper
+examples' negative "mustache" shows the workflow's shape on real portraits, not the paper's
+result. With --server and real checkpoints (e.g. `make run` with v1-5-pruned-emaonly.safetensors
+installed), pass --checkpoint NAME, and --full to keep the workflows' own image sizes.
 
 Usage:
     python devtools/example_thumbnails.py [--server URL] [--full] [workflow.json ...]
@@ -28,9 +30,11 @@ sys.path.insert(0, str(PACK_ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workflow_api import scale_down, to_api_prompt  # noqa: E402
 
-TEST_CHECKPOINT = "delayed-negative-test-sd15.safetensors"
+TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"
+TOY_IMAGE_SIZE = 64
 THUMBNAIL_WIDTH = 256
-PREFERRED_PREFIX = "attention_chart"  # the chart tells the attention example's story best
+# The toy example's three rows tell its story best, and the chart the attention examples'.
+PREFERRED_PREFIXES = ("toy_glasses_none_stock_delayed", "attention_chart")
 
 
 class Client:
@@ -65,12 +69,20 @@ class Client:
         raise TimeoutError(f"{prompt_id} did not finish in {timeout} s")
 
 
+def preferred(prompt: dict, saved: list) -> list:
+    """The saved images of the first of PREFERRED_PREFIXES the workflow saves under; [] if none."""
+    for prefix in PREFERRED_PREFIXES:
+        chosen = [(node_id, image) for node_id, image in saved
+                  if prompt[node_id]["inputs"].get("filename_prefix", "").startswith(prefix)]
+        if chosen:
+            return chosen
+    return []
+
+
 def thumbnail(client: Client, prompt: dict, entry: dict) -> Image.Image:
     saved = [(node_id, image) for node_id, output in sorted(entry["outputs"].items(), key=lambda item: int(item[0]))
              for image in output.get("images", []) if image.get("type") == "output"]
-    preferred = [(node_id, image) for node_id, image in saved
-                 if prompt[node_id]["inputs"].get("filename_prefix", "").startswith(PREFERRED_PREFIX)]
-    pictures = [client.image(image) for _, image in (preferred or saved)]
+    pictures = [client.image(image) for _, image in (preferred(prompt, saved) or saved)]
     height = max(picture.height for picture in pictures)
     pictures = [picture.resize((round(picture.width * height / picture.height), height), Image.LANCZOS)
                 for picture in pictures]
@@ -91,10 +103,11 @@ def main() -> None:
     parser.add_argument("--server", help="a running ComfyUI with this pack; default: start a test server")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint to run instead of the ones the workflows name "
-                             f"(default without --server: {TEST_CHECKPOINT})")
+                             f"(default without --server: {TOY_CHECKPOINT})")
     parser.add_argument("--full", action="store_true", help="keep the workflows' steps and image sizes")
-    parser.add_argument("--max-steps", type=int, default=10)
-    parser.add_argument("--max-latent-size", type=int, default=256, help="longest image side, in pixels")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on the sampling steps (default: none)")
+    parser.add_argument("--max-latent-size", type=int, default=None,
+                        help=f"longest image side, in pixels (default: {TOY_IMAGE_SIZE} on the toy model, else 256)")
     arguments = parser.parse_args()
 
     server = None
@@ -105,12 +118,17 @@ def main() -> None:
 
         server = ComfyServer(Path(tempfile.mkdtemp(prefix="example-thumbnails-"))).start()
         client = Client(server.url)
-        arguments.checkpoint = arguments.checkpoint or TEST_CHECKPOINT
+        arguments.checkpoint = arguments.checkpoint or TOY_CHECKPOINT
+    if arguments.max_latent_size is None:
+        arguments.max_latent_size = TOY_IMAGE_SIZE if arguments.checkpoint == TOY_CHECKPOINT else 256
     try:
         object_info = client.get("/object_info")
         for path in arguments.workflows:
-            prompt = to_api_prompt(json.loads(path.read_text()), object_info, checkpoint=arguments.checkpoint)
-            if not arguments.full:
+            workflow = json.loads(path.read_text())
+            made_for_toy = {node["widgets_values"][0] for node in workflow["nodes"]
+                            if node["type"] == "CheckpointLoaderSimple"} == {TOY_CHECKPOINT}
+            prompt = to_api_prompt(workflow, object_info, checkpoint=None if made_for_toy else arguments.checkpoint)
+            if not (arguments.full or made_for_toy):
                 prompt = scale_down(prompt, object_info, arguments.max_steps, arguments.max_latent_size)
             started = time.monotonic()
             entry = client.run(prompt)

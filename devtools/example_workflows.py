@@ -381,6 +381,57 @@ def guidance_schedule(object_info) -> Graph:
     return graph
 
 
+TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"  # built by `make setup`, listed by `make run`
+TOY_PROMPT, TOY_NEGATIVE = "portrait photo of a man with glasses", "glasses"
+TOY_SEED, TOY_BATCH, TOY_STEPS, TOY_CFG, TOY_CRITICAL_STEP = 0, 8, 12, 5.0, 3
+
+
+def toy_glasses(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Runs as it is after `make run`: the toy portraits model this pack builds (64x64 portraits, trained here "
+        "on drawn faces with optional glasses and hats; a toy, not Stable Diffusion).\n\n"
+        f"\"{TOY_PROMPT}\", the same {TOY_BATCH} seeds three times, {TOY_STEPS} euler steps, cfg {TOY_CFG:g}. "
+        "Rows of the comparison: no negative (the glasses it draws); the negative \"glasses\" from step 0 "
+        f"(stock KSampler); from step {TOY_CRITICAL_STEP} (KSampler (Delayed Negative), the empty prompt before). "
+        "Both negatives take the glasses off; the delayed one changes the rest of each face less.\n\n"
+        "Chart and grid: the recorded attention of the delayed run. Solid lines: the positive branch; dashed: "
+        f"the unconditional one, where \"glasses\" enters at step {TOY_CRITICAL_STEP}. On your own checkpoint, "
+        "use 512x512 (or 1024 for SDXL), a batch of 1 to 4 and about 30 steps."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    no_negative = graph.add("CLIPTextEncode", title="No negative (empty prompt)", text="", clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=TOY_BATCH)
+    shared = dict(seed=TOY_SEED, steps=TOY_STEPS, cfg=TOY_CFG, sampler_name="euler", scheduler="normal",
+                  positive=positive[0], latent_image=latent[0], denoise=1.0)
+    plain = graph.add("KSampler", title="KSampler: no negative", model=checkpoint["MODEL"],
+                      negative=no_negative[0], **shared)
+    stock = graph.add("KSampler", title="KSampler (stock): negative from step 0", model=checkpoint["MODEL"],
+                      negative=negative[0], **shared)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt=TOY_PROMPT, negative_prompt=TOY_NEGATIVE, positive_words="man, glasses",
+                         negative_words="glasses", layers="all")
+    delayed = graph.add("DelayedNegativeKSampler",
+                        title=f"KSampler (Delayed Negative): negative from step {TOY_CRITICAL_STEP}",
+                        model=recorder["MODEL"], negative=negative[0], negative_start=float(TOY_CRITICAL_STEP),
+                        negative_end=-1.0, timing_unit="step", before_negative="empty prompt",
+                        clip=checkpoint["CLIP"], **shared)
+    rows = [decode(graph, checkpoint, sampler[0]) for sampler in (plain, stock, delayed)]
+    labels = ["none", "step 0", f"step {TOY_CRITICAL_STEP}"]
+    comparison = graph.add("DelayedNegativeLabeledImageGrid", title="Rows: no negative, from step 0, from step "
+                           f"{TOY_CRITICAL_STEP}", labels=", ".join(label + "," * (TOY_BATCH - 1) for label in labels),
+                           columns=TOY_BATCH, image_1=rows[0][0], image_2=rows[1][0], image_3=rows[2][0])
+    save(graph, comparison[0], "toy_glasses_none_stock_delayed")
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=delayed[0])
+    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
+                      mark_step=-1)
+    save(graph, chart[0], "toy_attention_chart")
+    grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="", steps="all", batch_index=0,
+                     colormap="viridis", normalization="per word over steps", cell_size=64)
+    save(graph, grid[0], "toy_attention_grid")
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
@@ -388,6 +439,7 @@ EXAMPLES = {
     "04_custom_sampler_guider_dpmpp_2m_sde_karras": custom_sampler,
     "05_two_pass_ksampler_advanced": two_pass,
     "06_guidance_schedule_cosine_cfg_ramp_interval": guidance_schedule,
+    "07_toy_model_glasses_removed_attention": toy_glasses,
 }
 
 

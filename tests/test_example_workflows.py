@@ -1,8 +1,9 @@
 """Every example workflow (example_workflows/*.json) runs end to end on the real ComfyUI server.
 
 Each is converted from the UI format to an API prompt through the server's /object_info
-(tests/workflow_api.py), its checkpoint mapped to the generated test checkpoint and scaled down
-(MAX_STEPS steps, latents at most MAX_LATENT_SIZE pixels) so it runs in seconds on a CPU.
+(tests/workflow_api.py), the standard checkpoints it names mapped to the generated test
+checkpoint (an example made for the toy portraits model, which `make setup` builds, keeps it) and
+scaled down (MAX_STEPS steps, latents at most MAX_LATENT_SIZE pixels) so it runs in seconds on a CPU.
 """
 
 import io
@@ -20,6 +21,8 @@ from workflow_api import VIRTUAL_NODES, scale_down, to_api_prompt
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_NAME = "delayed-negative-test-sd15.safetensors"
+TOY_CHECKPOINT_NAME = "delayed-negative-toy-portraits.safetensors"
+TOY_EXAMPLE = PACK_ROOT / "example_workflows" / "07_toy_model_glasses_removed_attention.json"
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
 MAX_STEPS = 8  # 30 → 8 keeps the sweep's starts 0, 3, 6, 10, 30 apart: 0, 1, 2, 3, 8
 MAX_LATENT_SIZE = 64
@@ -38,8 +41,16 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def on_generated_checkpoints(prompt: dict) -> dict:
+    """The prompt with every checkpoint but the toy model replaced by the generated test checkpoint."""
+    for node in prompt.values():
+        if node["inputs"].get("ckpt_name") not in (None, TOY_CHECKPOINT_NAME):
+            node["inputs"]["ckpt_name"] = CHECKPOINT_NAME
+    return prompt
+
+
 def api_prompt(path: Path, object_info: dict) -> dict:
-    prompt = to_api_prompt(load(path), object_info, checkpoint=CHECKPOINT_NAME)
+    prompt = on_generated_checkpoints(to_api_prompt(load(path), object_info))
     return scale_down(prompt, object_info, max_steps=MAX_STEPS, max_latent_size=MAX_LATENT_SIZE)
 
 
@@ -80,7 +91,14 @@ def test_example_uses_only_node_types_the_server_has(path, object_info):
 def test_example_names_a_checkpoint_a_user_has(path):
     names = {node["widgets_values"][0] for node in load(path)["nodes"] if node["type"] == "CheckpointLoaderSimple"}
     assert names and names <= {"v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
-                               "sd_xl_refiner_1.0.safetensors"}, names
+                               "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT_NAME}, names
+
+
+def test_the_toy_example_runs_on_the_toy_model_itself(object_info):
+    assert TOY_CHECKPOINT_NAME in object_info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    names = {node["inputs"]["ckpt_name"] for node in api_prompt(TOY_EXAMPLE, object_info).values()
+             if "ckpt_name" in node["inputs"]}
+    assert names == {TOY_CHECKPOINT_NAME}
 
 
 def test_conversion_maps_widgets_by_name_and_skips_the_seed_control(object_info):
