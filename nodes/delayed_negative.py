@@ -7,7 +7,8 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..samplers.delayed_negative_guider import DelayedNegativeGuider
-from ..samplers.ksampler import delayed_negative_ksampler
+from ..samplers.ksampler import NEGATIVE_START_KEY, delayed_negative_ksampler
+from .auto_start import auto_start_input
 from .guidance_schedule import guidance_schedule_input
 from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings, timing_inputs
 
@@ -27,6 +28,18 @@ def sampling_inputs() -> list:
         io.Conditioning.Input("negative", tooltip="What to remove from the image, used from negative_start on."),
         io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
     ]
+
+
+def negative_start_output():
+    return io.Int.Output("negative_start_step",
+                         tooltip="The step of the whole schedule at which the negative started (with timing_unit "
+                                 "'auto': the step it picked); -1 if it never did. Connect to the attention "
+                                 "chart's mark_step.")
+
+
+def latent_and_start(latent: dict) -> io.NodeOutput:
+    start = latent.get(NEGATIVE_START_KEY)
+    return io.NodeOutput(latent, -1 if start is None else start)
 
 
 class DelayedNegativeKSampler(io.ComfyNode):
@@ -49,19 +62,20 @@ class DelayedNegativeKSampler(io.ComfyNode):
                 *timing_inputs(),
                 *before_negative_inputs(),
                 guidance_schedule_input(),
+                auto_start_input(),
             ],
-            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+            outputs=[io.Latent.Output(tooltip="The denoised latent."), negative_start_output()],
         )
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None,
-                guidance_schedule=None):
+                guidance_schedule=None, auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
                                          early_conditioning, guidance_schedule)
-        return io.NodeOutput(delayed_negative_ksampler(
+        return latent_and_start(delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
-            denoise=denoise, guidance=guidance_schedule))
+            denoise=denoise, guidance=guidance_schedule, auto=auto_start))
 
 
 class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
@@ -89,20 +103,23 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
                 *timing_inputs(),
                 *before_negative_inputs(),
                 guidance_schedule_input(),
+                auto_start_input(),
             ],
-            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+            outputs=[io.Latent.Output(tooltip="The denoised latent."), negative_start_output()],
         )
 
     @classmethod
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, start_at_step, end_at_step, return_with_leftover_noise, negative_start, negative_end,
-                timing_unit, before_negative, clip=None, early_conditioning=None, guidance_schedule=None):
+                timing_unit, before_negative, clip=None, early_conditioning=None, guidance_schedule=None,
+                auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
                                          early_conditioning, guidance_schedule)
-        return io.NodeOutput(delayed_negative_ksampler(
+        return latent_and_start(delayed_negative_ksampler(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             add_noise=add_noise == "enable", start_at_step=start_at_step, end_at_step=end_at_step,
-            return_with_leftover_noise=return_with_leftover_noise == "enable", guidance=guidance_schedule))
+            return_with_leftover_noise=return_with_leftover_noise == "enable", guidance=guidance_schedule,
+            auto=auto_start))
 
 
 class DelayedNegativeGuiderNode(io.ComfyNode):
@@ -124,16 +141,17 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
                 *timing_inputs(),
                 *before_negative_inputs(),
                 guidance_schedule_input(),
+                auto_start_input(),
             ],
             outputs=[io.Guider.Output(tooltip="Connect to SamplerCustomAdvanced's guider.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, negative_start, negative_end, timing_unit, before_negative,
-                clip=None, early_conditioning=None, guidance_schedule=None):
+                clip=None, early_conditioning=None, guidance_schedule=None, auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
                                          early_conditioning, guidance_schedule)
-        guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule)
+        guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule, auto=auto_start)
         guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)
         return io.NodeOutput(guider)

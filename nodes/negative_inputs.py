@@ -2,6 +2,7 @@
 
 from comfy_api.latest import io
 
+from ..samplers.auto_start import AUTO
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.guidance_schedule import GuidanceSchedule
 from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
@@ -17,15 +18,18 @@ def timing_inputs() -> list:
             tooltip="When the negative prompt starts to act (the paper's critical step). Before it, the "
                     "unconditional branch uses what 'before_negative' says. In steps of the whole schedule "
                     "(step 0 = the first), a fraction of the steps (0-1), or a sigma, as 'timing_unit' says. "
-                    "0 = from the first step, like the stock KSampler; at or past the last step = never."),
+                    "0 = from the first step, like the stock KSampler; at or past the last step = never. "
+                    "Not used with timing_unit 'auto'."),
         io.Float.Input(
             "negative_end", default=NEVER, min=NEVER, max=10000.0, step=1.0, round=0.0001,
             tooltip="Optional: when the negative stops acting again (a guidance window), in the same unit; "
                     "from then on the unconditional branch goes back to 'before_negative'. -1 = never stops."),
         io.Combo.Input(
-            "timing_unit", options=list(START_UNITS), default="step",
+            "timing_unit", options=[*START_UNITS, AUTO], default="step",
             tooltip="The unit of negative_start and negative_end: a sampler step number, a fraction of the "
-                    "steps (0.2 of 30 steps = step 6), or a sigma (the first step whose sigma is at or below it)."),
+                    "steps (0.2 of 30 steps = step 6), or a sigma (the first step whose sigma is at or below it). "
+                    "auto: the pack picks the start while sampling, once the image has begun to form what the "
+                    "negative names (settings: the optional 'auto_start' input)."),
         io.Combo.Input(
             "before_negative", options=list(BEFORE_NEGATIVE), default="empty prompt",
             tooltip="What the unconditional branch uses before the negative starts: the empty prompt (the "
@@ -57,6 +61,10 @@ def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_neg
     if schedule.cfg_curve == "constant":
         check_cfg(cfg)
     when = NegativeTiming(negative_start, negative_end, timing_unit)
+    if timing_unit == AUTO and negative_end != NEVER:
+        raise ValueError(f"negative_end is {negative_end:g}, but with timing_unit 'auto' the negative stays on to "
+                         f"the last step once it starts: set negative_end to {NEVER:g}, or pick the start yourself "
+                         "in another unit.")
     ramp = schedule.ramp_steps > 0
     return when, before_negative_conditioning(before_negative, clip, early_conditioning, when, ramp)
 
@@ -67,7 +75,8 @@ def before_negative_conditioning(before_negative: str, clip, early_conditioning,
 
     A negative ramp blends from it, so it is needed even when the negative starts at step 0.
     """
-    negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit != "sigma" and not ramp
+    negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit in ("step", "fraction of steps") \
+        and not ramp
     if before_negative == "no guidance" or negative_throughout:
         return None
     if before_negative == "early conditioning":

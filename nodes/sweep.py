@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.negative_window import NEVER, START_UNITS
 from ..samplers.sweep import parse_starts, sweep
+from .auto_start import auto_start_input
 from .delayed_negative import sampling_inputs
 from .guidance_schedule import guidance_schedule_input
 from .image_grid import labelled_grid
@@ -36,7 +37,9 @@ class DelayedNegativeSweep(io.ComfyNode):
                                tooltip="The amount of denoising applied; steps count the steps actually run."),
                 io.String.Input("starts", default="0, 3, 6, 10, never",
                                 tooltip="The negative starts to compare, comma-separated, in timing_unit; "
-                                        "'never' = the empty prompt throughout. 0 = the stock KSampler."),
+                                        "'never' = the empty prompt throughout. 0 = the stock KSampler. "
+                                        "'auto' = the automatic start (its caption says the step it picked; "
+                                        "settings: the optional 'auto_start' input)."),
                 io.Combo.Input("timing_unit", options=list(START_UNITS), default="step",
                                tooltip="The unit of the starts: a sampler step, a fraction of the steps "
                                        "(rounded up), or a sigma (the first step whose sigma is at or below it)."),
@@ -48,6 +51,7 @@ class DelayedNegativeSweep(io.ComfyNode):
                              tooltip="Pictures per row of the grid; 0 = all in one row."),
                 *before_negative_inputs(),
                 guidance_schedule_input(),
+                auto_start_input(),
             ],
             outputs=[
                 io.Latent.Output("latents", tooltip="Every start's latent, in the order of 'starts' (batch items "
@@ -60,14 +64,14 @@ class DelayedNegativeSweep(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 starts, timing_unit, before_negative, vae, columns, clip=None, early_conditioning=None,
-                guidance_schedule=None):
+                guidance_schedule=None, auto_start=None):
         chosen = parse_starts(starts)
         # The shared checks, and the early conditioning built once for every start that needs it
         # (as for any start after step 0; a start of 0 leaves it unused).
         _, early = guidance_settings(cfg, 1.0, NEVER, "step", before_negative, clip, early_conditioning,
                                      guidance_schedule)
         result = sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, chosen,
-                       timing_unit, early, denoise, guidance_schedule)
+                       timing_unit, early, denoise, guidance_schedule, auto_start)
         out = latent_image.copy()
         out.pop("batch_index", None)
         out.pop("noise_mask", None)
@@ -76,7 +80,7 @@ class DelayedNegativeSweep(io.ComfyNode):
         if images.ndim == 5:  # video VAEs decode [batch, frames, H, W, 3]
             images = images.reshape(-1, *images.shape[-3:])
         per_start = images.shape[0] // len(chosen)
-        labels = [start.label for start in chosen for _ in range(per_start)]
+        labels = [label for label in result.labels for _ in range(per_start)]
         grid = labelled_grid([images[index:index + 1] for index in range(images.shape[0])], labels, columns)
         return io.NodeOutput(out, images, grid)
 

@@ -19,8 +19,10 @@ import comfy.samplers
 import node_helpers
 import nodes
 
+from ..attention.negative_watch import NegativeWatch, watch_negative
+from .auto_start import AUTO, AutoStart, AutoState, CriticalStepFinder
 from .guidance_schedule import GuidanceSchedule, ramp_shares, resolve_plan
-from .negative_window import NegativeTiming, resolve_window
+from .negative_window import NegativeTiming, NegativeWindow, resolve_window
 from .step_clock import StepClock
 
 BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
@@ -40,19 +42,28 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
     """
 
     def __init__(self, model_patcher, timing: NegativeTiming, schedule=None, first_step: int = 0,
-                 guidance: GuidanceSchedule | None = None):
+                 guidance: GuidanceSchedule | None = None, auto: AutoStart | None = None,
+                 auto_state: AutoState | None = None):
+        self.auto = (auto or AutoStart()) if timing.unit == AUTO else None
+        self.auto_state = auto_state
+        self.watch = NegativeWatch() if self.auto else None
+        if self.watch is not None:
+            model_patcher = watch_negative(model_patcher, self.watch)
         super().__init__(model_patcher)
         self.timing = timing
         self.schedule = schedule
         self.first_step = first_step
         self.guidance = guidance or GuidanceSchedule()
         self.shared = None  # a SharedPrefix, set by a sweep
+        self.finder = None  # the automatic start's CriticalStepFinder, during a run
         self.window = None
         self.plan = None
         self.clock = None
 
     def set_conds(self, positive, negative, before_negative=None):
         conds = {"positive": positive, "negative": negative}
+        if self.watch is not None:
+            self.watch.negative_context = negative[0][0]
         if before_negative is not None:
             # Encoded like a negative prompt (some models treat prompt_type "negative" apart).
             conds[EARLY] = node_helpers.conditioning_set_values(before_negative, {"prompt_type": "negative"})
@@ -68,12 +79,20 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
                      *args, **kwargs):
         full_schedule = sigmas if self.schedule is None else self.schedule
-        self.window = resolve_window(self.timing, full_schedule)
+        if self.auto is None:
+            self.window = resolve_window(self.timing, full_schedule)
+        else:
+            self.finder = CriticalStepFinder(self.auto, len(full_schedule) - 1, self.auto_state)
+            self.watch.begin_run()
+            self.window = NegativeWindow(self.finder.start_step, len(full_schedule) - 1)
         self.plan = resolve_plan(self.guidance, self.cfg, full_schedule)
         self.clock = StepClock.learn(sampler, self, sigmas, noise, latent_image, denoise_mask, self.model_options,
                                      seed, self.first_step)
-        return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                                    disable_pbar, seed, *args, **kwargs)
+        samples = super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
+                                       disable_pbar, seed, *args, **kwargs)
+        if self.finder is not None:
+            self.follow_watch(len(full_schedule))  # the last steps seen may choose a later pass's start
+        return samples
 
     def unconditional(self, step: int):
         """The unconditional conds of a step, or None for no guidance."""
@@ -88,10 +107,22 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         step = self.clock.step_of(float(timestep[0]))
+        if self.finder is not None:
+            self.follow_watch(step)
         if self.shared is None:
             return self.guided_prediction(step, x, timestep, model_options, seed)
         return self.shared.predict(step, x, timestep,
                                    lambda: self.guided_prediction(step, x, timestep, model_options, seed))
+
+    def follow_watch(self, step: int):
+        """Before `step`'s evaluation: let the steps that have finished choose the start."""
+        watch = self.watch
+        if step != watch.step:
+            for finished in sorted(s for s in watch.steps_seen() if s < step):
+                self.finder.step_finished(finished, watch.pop(finished))
+            self.window = NegativeWindow(self.finder.start_step, self.window.end_step)
+            watch.active = self.finder.state.start_step is None
+        watch.begin_evaluation(step)
 
     def guided_prediction(self, step, x, timestep, model_options, seed):
         positive = self.conds.get("positive")

@@ -3,6 +3,10 @@
 Mirrors `nodes.common_ksampler` and `comfy.samplers.KSampler.sample` step for step (noise,
 schedule, start/end slicing, previews, progress bar), so that with the negative on from
 step 0 the result is bit-identical to the stock node. Only the guider differs.
+
+The output LATENT also says when the negative starts (NEGATIVE_START_KEY: a step of the whole
+schedule; None for never, or an automatic start still to be found) and, for the automatic start, what it found (AUTO_STATE_KEY),
+so that the next pass of a two-pass workflow carries on from it.
 """
 
 import comfy.model_management
@@ -12,10 +16,14 @@ import comfy.utils
 import latent_preview
 import torch
 
+from .auto_start import AutoStart
 from .delayed_negative_guider import DelayedNegativeGuider
 from .guidance_schedule import GuidanceSchedule
 from .negative_window import NegativeTiming
 from .shared_prefix import SharedPrefix
+
+NEGATIVE_START_KEY = "delayed_negative_start"
+AUTO_STATE_KEY = "delayed_negative_auto"
 
 
 def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: float = 1.0):
@@ -27,7 +35,8 @@ def full_schedule(model, steps: int, sampler_name: str, scheduler: str, denoise:
 def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
                               timing: NegativeTiming, before_negative=None, denoise=1.0, add_noise=True,
                               start_at_step=None, end_at_step=None, return_with_leftover_noise=False,
-                              guidance: GuidanceSchedule | None = None, shared: SharedPrefix | None = None):
+                              guidance: GuidanceSchedule | None = None, shared: SharedPrefix | None = None,
+                              auto: AutoStart | None = None):
     """Run one sampling pass; returns the output LATENT dict, as the stock nodes do."""
     schedule = full_schedule(model, steps, sampler_name, scheduler, denoise)
     sigmas = schedule
@@ -48,7 +57,7 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
     else:
         noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance)
+    guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance, auto, latent.get(AUTO_STATE_KEY))
     guider.set_conds(positive, negative, before_negative)
     guider.set_cfg(cfg)
     guider.shared = shared
@@ -57,4 +66,9 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
                             denoise_mask=latent.get("noise_mask"), callback=callback,
                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     out["samples"] = samples.to(comfy.model_management.intermediate_device())
+    start = guider.window.start_step
+    known = guider.finder is None or guider.finder.state.start_step is not None
+    out[NEGATIVE_START_KEY] = start if known and start < len(schedule) - 1 else None
+    if guider.finder is not None:
+        out[AUTO_STATE_KEY] = guider.finder.state
     return out

@@ -1,0 +1,131 @@
+"""Where the image already matches the negative prompt: the signal of the automatic start.
+
+The paper (arXiv 2406.02965) finds that a negative prompt acts once the image has formed what
+it names. While the negative is not yet in use, its keys are still known: each cross-attention
+layer's to_k of a conditioning that does not change during sampling. So at every positive-branch
+cross-attention call we ask, per pixel, what share of the attention the negative prompt would
+get if it sat beside the positive prompt in one softmax:
+
+    share = sum_j exp(q·k_neg_j/√d) / (sum_i exp(q·k_pos_i/√d) + sum_j exp(q·k_neg_j/√d))
+          = sigmoid(logsumexp(q·k_negᵀ/√d) − logsumexp(q·k_posᵀ/√d))
+
+averaged over heads and layers, at the latent's resolution. The negative's first column (the
+start token, the same for every prompt) is left out so that only what the negative says counts.
+No extra model evaluation: the image queries are the ones the positive branch computes anyway,
+and the negative's keys are one small projection per layer and run.
+"""
+
+import torch
+
+from .record_model import cross_attention_blocks
+
+WATCH_KEY = "delayed_negative.auto_start"
+
+
+class NegativeWatch:
+    """The negative's share maps of the positive branch, per step: {step: [batch, height, width]}."""
+
+    def __init__(self):
+        self.negative_context = None  # [1, tokens, width]: the negative's first cond
+        self.active = False  # watching (until the start is chosen)
+        self.keys = {}  # layer -> the negative's keys on the device, for the current run
+        self.sums = {}
+        self.counts = {}
+        self.step = None
+
+    def begin_run(self):
+        self.keys, self.sums, self.counts, self.step, self.active = {}, {}, {}, None, True
+
+    def begin_evaluation(self, step: int):
+        self.step = step
+
+    def steps_seen(self) -> list[int]:
+        return list(self.sums)
+
+    def pop(self, step: int) -> torch.Tensor | None:
+        """[batch, height, width]: the step's share map, averaged over layers and evaluations; forgotten."""
+        if step not in self.sums:
+            return None
+        return self.sums.pop(step) / self.counts.pop(step)
+
+    def add(self, q, k, heads, extra_options, to_k):
+        """One cross-attention call: add the positive rows' share map (q, k as attention gets them)."""
+        chunks = extra_options.get("cond_or_uncond", [])
+        if not self.active or self.step is None or 0 not in chunks or q.shape[0] % len(chunks):
+            return
+        batch = q.shape[0] // len(chunks)
+        height, width = extra_options["activations_shape"][-2:]
+        latent_size = tuple(extra_options["original_shape"][-2:])
+        rows = slice(chunks.index(0) * batch, (chunks.index(0) + 1) * batch)
+        layer = (*extra_options["block"], extra_options.get("block_index", 0))
+        if layer not in self.keys:
+            context = self.negative_context.to(device=k.device, dtype=k.dtype)
+            self.keys[layer] = to_k(context)[:, 1:]
+        share = negative_share(q[rows], k[rows], self.keys[layer], heads).reshape(batch, 1, height, width)
+        if (height, width) != latent_size:
+            share = torch.nn.functional.interpolate(share, size=latent_size, mode="bilinear", align_corners=False)
+        share = share[:, 0].float()
+        if self.step in self.sums and self.sums[self.step].shape == share.shape:
+            self.sums[self.step] += share
+            self.counts[self.step] += 1
+        else:
+            self.sums[self.step], self.counts[self.step] = share, 1
+
+
+def negative_share(q, k_positive, k_negative, heads: int) -> torch.Tensor:
+    """[batch, pixels]: the negative's share of one joint softmax over both prompts, head-averaged."""
+    batch, pixels, inner = q.shape
+    dim = inner // heads
+
+    def scores(keys):
+        keys = keys.float().expand(batch, -1, -1).reshape(batch, -1, heads, dim).transpose(1, 2)
+        return torch.matmul(queries, keys.transpose(-1, -2)) * dim ** -0.5
+
+    queries = q.float().reshape(batch, pixels, heads, dim).transpose(1, 2)
+    gap = scores(k_negative).logsumexp(dim=-1) - scores(k_positive).logsumexp(dim=-1)
+    return torch.sigmoid(gap).mean(dim=1)
+
+
+def cross_attention_module(diffusion_model, block, block_index: int):
+    """The CrossAttention (attn2) of ComfyUI's block ("input" | "middle" | "output", number)."""
+    name, number = block
+    group = {"input": getattr(diffusion_model, "input_blocks", None),
+             "middle": [getattr(diffusion_model, "middle_block", None)],
+             "output": getattr(diffusion_model, "output_blocks", None)}[name]
+    from comfy.ldm.modules.attention import SpatialTransformer
+
+    transformer = next(module for module in group[number].modules() if isinstance(module, SpatialTransformer))
+    return transformer.transformer_blocks[block_index].attn2
+
+
+def watch_negative(model, watch: NegativeWatch):
+    """A clone of `model` whose cross-attention also feeds `watch`; the image is bit-identical."""
+    from comfy.ldm.modules.attention import optimized_attention
+
+    patched = model.clone()
+    diffusion_model = patched.get_model_object("diffusion_model")
+    blocks = cross_attention_blocks(diffusion_model)
+    if not blocks:
+        raise ValueError("timing_unit 'auto' watches the UNet's cross-attention, and this model has none (it "
+                         "works with SD1.x, SD2.x and SDXL). Pick the start yourself: set timing_unit to 'step' "
+                         "and use the KSampler Sweep (Delayed Negative) to compare starts.")
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+
+    def patch_for(previous):
+        def patch(q, k, v, extra_options):
+            heads = extra_options["n_heads"]
+            if previous is not None:
+                out = previous(q, k, v, extra_options)
+            else:
+                out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
+                                          transformer_options=extra_options)
+            attn2 = cross_attention_module(diffusion_model, extra_options["block"],
+                                           extra_options.get("block_index", 0))
+            watch.add(q, k, heads, extra_options, attn2.to_k)
+            return out
+
+        return patch
+
+    for block in blocks:
+        patched.set_model_attn2_replace(patch_for(existing.get(block)), *block)
+    return patched
