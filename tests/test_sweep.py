@@ -82,7 +82,7 @@ def test_the_shared_steps_are_evaluated_once(tiny, sampler, per_step):
 
 
 @pytest.mark.parametrize("starts, message", [
-    ("0, 3, soon", "'soon' is neither a number nor 'never'"),
+    ("0, 3, soon", "'soon' is neither a number, 'never' nor 'auto'"),
     (" , ", "starts is empty"),
     ("0, -2", "is negative"),
 ])

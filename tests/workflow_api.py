@@ -210,10 +210,19 @@ def _scale_steps(prompt: dict, object_info: dict, max_steps: int) -> None:
                 inputs[name] = _scale_step_list(value, position, last_recorded)
             elif name in STEP_POSITIONS and isinstance(value, int):
                 inputs[name] = position(value)
+            elif name == "starts" and isinstance(value, str) and inputs.get("timing_unit", "step") == "step":
+                inputs[name] = _scale_starts(value, position)
             elif name in NEGATIVE_TIMING and inputs.get("timing_unit", "step") == "step" and value > 0:
                 inputs[name] = float(max(1, position(value)))
             elif name in RECORDED_STEP_POSITIONS and isinstance(value, int) and value >= 0:
                 inputs[name] = min(position(value), last_recorded)
+
+
+def _scale_starts(text: str, position) -> str:
+    """A sweep's '0, 3, 6, 10, never' with each step scaled (a start after 0 stays after 0)."""
+    parts = [part.strip() for part in text.split(",")]
+    return ", ".join(str(max(1, position(float(part)))) if part.replace(".", "", 1).isdigit() and float(part) > 0
+                     else part for part in parts)
 
 
 def _scale_step_list(text: str, position, last_recorded: int) -> str:

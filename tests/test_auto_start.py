@@ -1,0 +1,200 @@
+"""timing_unit 'auto': the negative starts at a step the pack picks while sampling.
+
+On the toy portraits model (a trained SD1.5-architecture checkpoint through the stock loader and
+CLIP Text Encode, whose attention to "glasses" rises as glasses form):
+- the picked step is a whole step: the result equals KSampler (Delayed Negative) with that
+  fixed start bit for bit, for first-order, second-order, ancestral, SDE and multistep samplers,
+  for the guider with SamplerCustomAdvanced and for two passes of KSampler Advanced; and it
+  equals the stock KSampler Advanced in two passes (empty prompt, then the negative) for euler;
+- the picked step follows the documented rule from the strengths the run measured, within the
+  earliest and latest allowed steps, from steps that had finished before it;
+- the signal is the negative's share of one softmax over both prompts' keys;
+- bad settings and models without cross-attention get a clear message; nothing given is changed.
+"""
+
+import math
+
+import pytest
+import torch
+from comfy_extras import nodes_custom_sampler as custom
+from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
+
+import stock
+from delayed_negative.attention.negative_watch import negative_share
+from delayed_negative.nodes.auto_start import DelayedNegativeAutoStart
+from delayed_negative.nodes.delayed_negative import (
+    DelayedNegativeGuiderNode,
+    DelayedNegativeKSampler,
+    DelayedNegativeKSamplerAdvanced,
+)
+from delayed_negative.nodes.sweep import DelayedNegativeSweep
+from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder
+from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
+from tiny_dit_models import tiny_sd3
+
+SEED, STEPS, CFG = 5, 12, 5.0
+SAMPLERS = ["euler", "heun", "dpm_2_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lms", "res_multistep"]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    if not TOY_CHECKPOINT.is_file():
+        pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
+    model, clip, vae = load_toy_checkpoint()
+    return {"model": model, "clip": clip, "vae": vae,
+            "positive": stock.encode(clip, "portrait photo of a man with glasses"),
+            "negative": stock.encode(clip, "glasses"), "empty": stock.encode(clip, ""),
+            "latent": stock.empty_latent(64, 64, batch_size=2)}
+
+
+def ksampler(toy, sampler, start, unit, auto=None, scheduler="karras"):
+    """(LATENT, reported start) of KSampler (Delayed Negative)."""
+    return DelayedNegativeKSampler.execute(
+        toy["model"], SEED, STEPS, CFG, sampler, scheduler, toy["positive"], toy["negative"], toy["latent"], 1.0,
+        start, -1.0, unit, "empty prompt", toy["clip"], None, None, auto).result
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_picked_step_is_a_whole_step(toy, sampler):
+    auto, picked = ksampler(toy, sampler, 0, "auto")
+    assert 2 <= picked <= 6  # the defaults: earliest 0.1, latest 0.5 of 12 steps, rounded up
+    fixed, reported = ksampler(toy, sampler, picked, "step")
+    assert reported == picked
+    assert torch.equal(auto["samples"], fixed["samples"])
+
+
+def test_the_picked_step_equals_the_stock_sampler_switching_there(toy):
+    auto, picked = ksampler(toy, "euler", 0, "auto", scheduler="normal")
+    before = stock.ksampler_advanced(toy["model"], "enable", SEED, STEPS, CFG, "euler", "normal", toy["positive"],
+                                     toy["empty"], toy["latent"], 0, picked, "enable")
+    after = stock.ksampler_advanced(toy["model"], "disable", SEED, STEPS, CFG, "euler", "normal", toy["positive"],
+                                    toy["negative"], before, picked, STEPS, "disable")
+    torch.testing.assert_close(auto["samples"], after["samples"], rtol=0, atol=1e-4)
+    never = stock.ksampler(toy["model"], SEED, STEPS, CFG, "euler", "normal", toy["positive"], toy["empty"],
+                           toy["latent"])
+    assert (auto["samples"] - never["samples"]).abs().max() > 1e-2  # the negative did act
+
+
+def test_the_rule_picks_the_first_step_past_the_threshold(toy):
+    """The strengths each run measured, fed to the rule as written in the README, give its step."""
+    for settings in (AutoStart(0.5, 0.1, 0.5), AutoStart(0.9, 0.0, 1.0), AutoStart(0.0, 0.1, 0.75),
+                     AutoStart(1.0, 0.25, 0.5)):
+        guider = DelayedNegativeGuiderNode.execute(toy["model"], toy["positive"], toy["negative"], CFG, 0, -1.0,
+                                                   "auto", "empty prompt", toy["clip"], None, None,
+                                                   settings).result[0]
+        run_guider(toy, guider, "euler")
+        strengths = guider.finder.strengths
+        earliest, latest = math.ceil(settings.earliest * STEPS), math.ceil(settings.latest * STEPS)
+        threshold = 0.04 * (1 - settings.sensitivity)
+        risen = [step for step in sorted(strengths) if strengths[step] / strengths[0] - 1 >= threshold]
+        expected = min(max(risen[0] + 1, earliest), latest) if risen else latest
+        assert guider.window.start_step == expected, settings
+        # Watched up to the step that decided, which finished before the start: no later step counted.
+        assert sorted(strengths) == list(range(max(strengths) + 1)) and max(strengths) < expected
+
+
+def run_guider(toy, guider, sampler_name, sigmas=None):
+    sigmas = sigmas if sigmas is not None else custom.BasicScheduler.execute(toy["model"], "karras", STEPS,
+                                                                              1.0).result[0]
+    return custom.SamplerCustomAdvanced.execute(custom.RandomNoise.execute(SEED).result[0], guider,
+                                                custom.KSamplerSelect.execute(sampler_name).result[0], sigmas,
+                                                toy["latent"]).result[0]
+
+
+def test_the_guider_picks_a_whole_step_too(toy):
+    def guider(start, unit):
+        return DelayedNegativeGuiderNode.execute(toy["model"], toy["positive"], toy["negative"], CFG, start, -1.0,
+                                                 unit, "empty prompt", toy["clip"]).result[0]
+
+    automatic = guider(0, "auto")
+    auto = run_guider(toy, automatic, "dpmpp_2m")
+    fixed = run_guider(toy, guider(automatic.window.start_step, "step"), "dpmpp_2m")
+    assert torch.equal(auto["samples"], fixed["samples"])
+
+
+def test_two_passes_carry_the_automatic_start(toy):
+    def two_passes(start, unit, split):
+        first, first_start = DelayedNegativeKSamplerAdvanced.execute(
+            toy["model"], "enable", SEED, STEPS, CFG, "euler", "karras", toy["positive"], toy["negative"],
+            toy["latent"], 0, split, "enable", start, -1.0, unit, "empty prompt", toy["clip"]).result
+        kept = dict(first)
+        second, second_start = DelayedNegativeKSamplerAdvanced.execute(
+            toy["model"], "disable", SEED, STEPS, CFG, "euler", "karras", toy["positive"], toy["negative"], first,
+            split, STEPS, "disable", start, -1.0, unit, "empty prompt", toy["clip"]).result
+        assert first.keys() == kept.keys() and all(first[key] is kept[key] for key in kept)  # input unchanged
+        return first_start, second, second_start
+
+    _, one_pass = ksampler(toy, "euler", 0, "auto")
+    for split in (1, one_pass - 1, one_pass + 2):
+        first_start, second, second_start = two_passes(0, "auto", split)
+        assert second_start == one_pass, split  # the same step as in one pass
+        # Known after pass 1 when its steps decided it (its last step decides the next pass's first).
+        assert first_start == (one_pass if one_pass <= split else -1), split
+        _, fixed, _ = two_passes(one_pass, "step", split)
+        assert torch.equal(second["samples"], fixed["samples"]), split
+
+
+def test_the_sweep_runs_auto_first_and_shares_with_it(toy):
+    latents, _, grid = DelayedNegativeSweep.execute(
+        toy["model"], SEED, STEPS, CFG, "dpmpp_2m_sde", "karras", toy["positive"], toy["negative"], toy["latent"],
+        1.0, "0, auto, 6, never", "step", "empty prompt", toy["vae"], 0, toy["clip"]).result
+    auto, picked = ksampler(toy, "dpmpp_2m_sde", 0, "auto")
+    for index, start in enumerate([0, picked, 6, STEPS]):
+        expected, _ = ksampler(toy, "dpmpp_2m_sde", start, "step")
+        assert torch.equal(latents["samples"][2 * index:2 * index + 2], expected["samples"]), start
+    assert grid.shape[0] == 1
+
+
+def test_the_signal_is_the_negatives_share_of_one_softmax_over_both_prompts():
+    generator = torch.Generator().manual_seed(3)
+    heads, dim = 4, 16
+    q = torch.randn(2, 30, heads * dim, generator=generator)
+    k_positive = torch.randn(2, 77, heads * dim, generator=generator)
+    k_negative = torch.randn(1, 76, heads * dim, generator=generator)
+
+    def split(tensor):
+        return tensor.reshape(tensor.shape[0], -1, heads, dim).transpose(1, 2)
+
+    keys = torch.cat([split(k_positive), split(k_negative).expand(2, -1, -1, -1)], dim=2)
+    probabilities = (split(q) @ keys.transpose(-1, -2) / math.sqrt(dim)).softmax(dim=-1)
+    expected = probabilities[..., 77:].sum(dim=-1).mean(dim=1)
+    torch.testing.assert_close(negative_share(q, k_positive, k_negative, heads), expected)
+
+
+def test_bad_settings_say_what_to_change(toy):
+    with pytest.raises(ValueError, match="negative_end is 8, but with timing_unit 'auto'"):
+        DelayedNegativeKSampler.execute(toy["model"], SEED, STEPS, CFG, "euler", "normal", toy["positive"],
+                                        toy["negative"], toy["latent"], 1.0, 0, 8, "auto", "empty prompt",
+                                        toy["clip"])
+    with pytest.raises(ValueError, match="earliest .* and latest .* are fractions"):
+        DelayedNegativeAutoStart.execute(0.5, 0.6, 0.3)
+    with pytest.raises(ValueError, match="'auto' is listed twice"):
+        DelayedNegativeSweep.execute(toy["model"], SEED, STEPS, CFG, "euler", "normal", toy["positive"],
+                                     toy["negative"], toy["latent"], 1.0, "auto, 3, auto", "step", "empty prompt",
+                                     toy["vae"], 0, toy["clip"])
+    with pytest.raises(ValueError, match="starts: 40 is past the last of the 12 steps"):
+        DelayedNegativeSweep.execute(toy["model"], SEED, STEPS, CFG, "euler", "normal", toy["positive"],
+                                     toy["negative"], toy["latent"], 1.0, "0, 40", "step", "empty prompt",
+                                     toy["vae"], 0, toy["clip"])
+
+
+def test_a_model_without_cross_attention_gets_a_clear_message():
+    model = tiny_sd3()
+    conditioning = [[torch.zeros(1, 8, 48), {"pooled_output": torch.zeros(1, 32)}]]
+    options = dict(model.model_options)
+    with pytest.raises(ValueError, match="timing_unit 'auto' watches the UNet's cross-attention"):
+        DelayedNegativeKSampler.execute(model, SEED, 4, CFG, "euler", "normal", conditioning, conditioning,
+                                        {"samples": torch.zeros(1, 16, 8, 8)}, 1.0, 0, -1.0, "auto",
+                                        "early conditioning", None, conditioning)
+    assert model.model_options == options
+
+
+def test_the_model_and_the_settings_are_not_changed(toy):
+    before = repr(toy["model"].model_options)
+    settings = AutoStart()
+    latent, _ = ksampler(toy, "euler", 0, "auto", settings)
+    assert repr(toy["model"].model_options) == before
+    assert settings == AutoStart()
+    state = latent[AUTO_STATE_KEY]
+    CriticalStepFinder(settings, STEPS, state).choose(9, "a test")
+    assert latent[AUTO_STATE_KEY].start_step == state.start_step != 9
