@@ -17,7 +17,7 @@ and the negative's keys are one small projection per layer and run.
 
 import torch
 
-from .record_model import cross_attention_blocks
+from .record_model import cross_attention_blocks, cross_attention_module
 
 WATCH_KEY = "delayed_negative.auto_start"
 
@@ -84,18 +84,6 @@ def negative_share(q, k_positive, k_negative, heads: int) -> torch.Tensor:
     queries = q.float().reshape(batch, pixels, heads, dim).transpose(1, 2)
     gap = scores(k_negative).logsumexp(dim=-1) - scores(k_positive).logsumexp(dim=-1)
     return torch.sigmoid(gap).mean(dim=1)
-
-
-def cross_attention_module(diffusion_model, block, block_index: int):
-    """The CrossAttention (attn2) of ComfyUI's block ("input" | "middle" | "output", number)."""
-    name, number = block
-    group = {"input": getattr(diffusion_model, "input_blocks", None),
-             "middle": [getattr(diffusion_model, "middle_block", None)],
-             "output": getattr(diffusion_model, "output_blocks", None)}[name]
-    from comfy.ldm.modules.attention import SpatialTransformer
-
-    transformer = next(module for module in group[number].modules() if isinstance(module, SpatialTransformer))
-    return transformer.transformer_blocks[block_index].attn2
 
 
 def watch_negative(model, watch: NegativeWatch):

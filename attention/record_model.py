@@ -10,6 +10,7 @@
   chart's guidance line; it returns the predictions unchanged.
 """
 
+import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.patcher_extension import WrappersMP
 
@@ -22,13 +23,27 @@ LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
 
 def cross_attention_blocks(diffusion_model, layers: str = "all") -> list[tuple[str, int]]:
     """ComfyUI's names, ("input" | "middle" | "output", index), of the UNet blocks with cross-attention."""
-    groups = {"input": getattr(diffusion_model, "input_blocks", []),
-              "middle": [getattr(diffusion_model, "middle_block", [])],
-              "output": getattr(diffusion_model, "output_blocks", [])}
+    groups = block_groups(diffusion_model)
     wanted = {"all": groups.keys(), "input blocks": ["input"], "middle block": ["middle"],
               "output blocks": ["output"]}[layers]
     return [(name, index) for name in wanted for index, block in enumerate(groups[name])
             if any(isinstance(module, SpatialTransformer) for module in block.modules())]
+
+
+def block_groups(diffusion_model) -> dict[str, list]:
+    """A UNet's blocks by ComfyUI's group names (empty lists for a model that is no UNet)."""
+    middle = getattr(diffusion_model, "middle_block", None)
+    return {"input": getattr(diffusion_model, "input_blocks", None) or [],
+            "middle": [middle] if isinstance(middle, torch.nn.Module) else [],
+            "output": getattr(diffusion_model, "output_blocks", None) or []}
+
+
+def cross_attention_module(diffusion_model, block: tuple[str, int], block_index: int):
+    """The cross-attention (attn2) of transformer `block_index` in ComfyUI's block (group, number)."""
+    group, number = block
+    transformer = next(module for module in block_groups(diffusion_model)[group][number].modules()
+                       if isinstance(module, SpatialTransformer))
+    return transformer.transformer_blocks[block_index].attn2
 
 
 def record_attention(model, recording: AttentionRecording, layers: str = "all"):

@@ -17,6 +17,7 @@ steps they have in common.
 
 import comfy.samplers
 import node_helpers
+
 import nodes
 
 from ..attention.negative_watch import NegativeWatch, watch_negative

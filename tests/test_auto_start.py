@@ -15,11 +15,9 @@ CLIP Text Encode, whose attention to "glasses" rises as glasses form):
 import math
 
 import pytest
+import stock
 import torch
 from comfy_extras import nodes_custom_sampler as custom
-from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
-
-import stock
 from delayed_negative.attention.negative_watch import negative_share
 from delayed_negative.nodes.auto_start import DelayedNegativeAutoStart
 from delayed_negative.nodes.delayed_negative import (
@@ -31,6 +29,7 @@ from delayed_negative.nodes.sweep import DelayedNegativeSweep
 from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from tiny_dit_models import tiny_sd3
+from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
 
 SEED, STEPS, CFG = 5, 12, 5.0
 SAMPLERS = ["euler", "heun", "dpm_2_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lms", "res_multistep"]
@@ -138,7 +137,7 @@ def test_the_sweep_runs_auto_first_and_shares_with_it(toy):
     latents, _, grid = DelayedNegativeSweep.execute(
         toy["model"], SEED, STEPS, CFG, "dpmpp_2m_sde", "karras", toy["positive"], toy["negative"], toy["latent"],
         1.0, "0, auto, 6, never", "step", "empty prompt", toy["vae"], 0, toy["clip"]).result
-    auto, picked = ksampler(toy, "dpmpp_2m_sde", 0, "auto")
+    _, picked = ksampler(toy, "dpmpp_2m_sde", 0, "auto")
     for index, start in enumerate([0, picked, 6, STEPS]):
         expected, _ = ksampler(toy, "dpmpp_2m_sde", start, "step")
         assert torch.equal(latents["samples"][2 * index:2 * index + 2], expected["samples"]), start
