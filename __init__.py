@@ -2,4 +2,7 @@
 
 from .nodes import comfy_entrypoint
 
-__all__ = ["comfy_entrypoint"]
+# The Attention Viewer's widget; ComfyUI serves it for V3 packs too (nodes.py reads this attribute).
+WEB_DIRECTORY = "./web"
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

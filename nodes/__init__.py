@@ -5,6 +5,7 @@ from typing_extensions import override
 from comfy_api.latest import ComfyExtension, io
 
 from .attention_maps import NODES as ATTENTION_NODES
+from .attention_viewer import NODES as VIEWER_NODES
 from .auto_start import NODES as AUTO_START_NODES
 from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES
 from .guidance_schedule import NODES as GUIDANCE_SCHEDULE_NODES
@@ -15,7 +16,8 @@ from .sweep import NODES as SWEEP_NODES
 class DelayedNegativeExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *AUTO_START_NODES, *SWEEP_NODES, *ATTENTION_NODES, *IMAGE_GRID_NODES]
+        return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *AUTO_START_NODES, *SWEEP_NODES,
+                *ATTENTION_NODES, *VIEWER_NODES, *IMAGE_GRID_NODES]
 
 
 async def comfy_entrypoint() -> DelayedNegativeExtension:
