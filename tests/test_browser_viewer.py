@@ -1,0 +1,248 @@
+"""The Attention Viewer's widget in a real browser (headless chromium, the server's own frontend).
+
+A small run on the toy portraits model (64x64, a batch of 2, 6 euler steps, the negative "glasses"
+from step 2) ends in the viewer, queued with the Run button. Then, with no prompt queued: the
+widget shows the run; the heat-map canvas holds, pixel for pixel, the chosen word's map of the
+chosen step and image as the node returned it (decoded here from /history, normalised and
+coloured by the pack's own render code, within quantisation); moving the step slider, choosing
+another word, branch or image changes it to that map; hovering a pixel reads the word's share and
+ranks the words there; words are shown as text, never as markup; no console error. Screenshots:
+.artifacts/browser/attention_viewer*.png.
+"""
+
+import base64
+import time
+
+import numpy as np
+import pytest
+
+import browser as ui
+from delayed_negative.nodes.attention_viewer import UI_KEY
+from delayed_negative.render import normalize_maps
+from delayed_negative.render.viewer_payload import decode_maps
+from example_workflows import Graph
+from test_browser import SCREENSHOTS, TOY_CHECKPOINT_NAME, chromium  # noqa: F401 (a fixture)
+
+PROMPT, NEGATIVE = "portrait photo of a man with glasses", "glasses"
+STEPS, NEGATIVE_START, BATCH = 6, 2, 2
+RUN_TIMEOUT = 300.0
+COLOUR_TOLERANCE = 6  # a colormap entry or two apart: the byte quantisation and float rounding
+VIEWER = ".dn-attention-viewer"
+
+
+def viewer_workflow(object_info: dict) -> dict:
+    graph = Graph(object_info, "Attention Viewer test: the toy portraits model, negative from step 2.")
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT_NAME)
+    positive = graph.add("CLIPTextEncode", text=PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", text=NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=BATCH)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt=PROMPT, negative_prompt=NEGATIVE, positive_words="man, glasses",
+                         negative_words="glasses", layers="all")
+    sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=0, steps=STEPS, cfg=5.0,
+                        sampler_name="euler", scheduler="normal", positive=positive[0], negative=negative[0],
+                        latent_image=latent[0], denoise=1.0, negative_start=float(NEGATIVE_START),
+                        negative_end=-1.0, timing_unit="step", before_negative="empty prompt",
+                        clip=checkpoint["CLIP"])
+    image = graph.add("VAEDecode", samples=sampler[0], vae=checkpoint["VAE"])
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    viewer = graph.add("DelayedNegativeAttentionViewer", attention_maps=maps[0], image=image[0])
+    workflow = graph.to_json()
+    for node in workflow["nodes"]:
+        if node["id"] == viewer.id:
+            node["size"] = [460, 780]
+    return workflow, str(viewer.id)
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get("/object_info")
+
+
+@pytest.fixture(scope="module")
+def page(chromium, server, object_info):  # noqa: F811
+    """One page for the whole module: the run is made once, then explored by every test."""
+    context = chromium.new_context(viewport=ui.VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.console = ui.Console(origin=server.url)
+    page.console.listen(page)
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=SCREENSHOTS / "attention_viewer_page.png")
+    finally:
+        context.close()
+
+
+def viewer_state(page) -> dict:
+    return page.evaluate(f"""() => {{
+        const root = document.querySelector('{VIEWER}');
+        const body = root?.querySelector('.dn-body');
+        return {{present: Boolean(root), shown: Boolean(body) && getComputedStyle(body).display !== 'none',
+                 visible: Boolean(root) && root.getBoundingClientRect().width > 0}};
+    }}""")
+
+
+@pytest.fixture(scope="module")
+def run(page, server, object_info):
+    """Load the workflow, queue it with the Run button, wait for the widget to show the run; the payload
+    the node returned, from the server's history."""
+    workflow, viewer_id = viewer_workflow(object_info)
+    ui.open_frontend(page, server.url)
+    ui.load_workflow(page, workflow)
+    assert not ui.open_dialogs(page), ui.open_dialogs(page)
+    assert viewer_state(page)["present"], "the viewer's DOM widget is not on the page before the run"
+    assert not viewer_state(page)["shown"]
+    history_before = set(server.get("/history"))
+    ui.fit_view(page)
+    ui.queue_from_ui(page)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not viewer_state(page)["shown"]:
+        failed = {key: text for key, text in ui.open_dialogs(page).items() if key in ui.ERROR_DIALOGS}
+        assert not failed, f"{failed}\nserver log:\n{server.log()[-3000:]}"
+        assert time.monotonic() < deadline, f"the viewer shows nothing after {RUN_TIMEOUT} s:\n{server.log()[-3000:]}"
+        page.wait_for_timeout(500)
+    entries = {key: value for key, value in server.get("/history").items() if key not in history_before}
+    assert len(entries) == 1
+    [entry] = entries.values()
+    [payload] = entry["outputs"][viewer_id][UI_KEY]
+    page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-image')?.naturalWidth > 0")
+    return payload
+
+
+def heat_pixels(page) -> np.ndarray:
+    """The heat-map canvas as the viewer drew it: uint8 [height, width, 4]."""
+    width, height, data = page.evaluate(f"""() => {{
+        const canvas = document.querySelector('{VIEWER} .dn-heat');
+        const image = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+        return [canvas.width, canvas.height, Array.from(image.data)];
+    }}""")
+    return np.array(data, dtype=np.uint8).reshape(height, width, 4)
+
+
+def expected_colours(payload, step, track, item, normalization="per word over steps", colormap="viridis"):
+    """The map as the node returned it, normalised and coloured as render/ does: uint8 [h, w, 3], or None."""
+    maps = decode_maps(payload)[:, :, item]  # [steps, tracks, h, w]
+    if maps[step, track].isnan().all():
+        return None
+    level = normalize_maps(maps, normalization)[step, track]
+    table = np.frombuffer(base64.b64decode(payload["colormaps"][colormap]), dtype=np.uint8).reshape(-1, 3)
+    return table[(level.numpy() * (len(table) - 1)).round().astype(int)]
+
+
+def assert_shows(page, payload, step, track, item):
+    drawn = heat_pixels(page)
+    expected = expected_colours(payload, step, track, item)
+    assert expected is not None
+    assert (drawn[..., 3] == 255).all()
+    difference = np.abs(drawn[..., :3].astype(int) - expected.astype(int))
+    assert difference.max() <= COLOUR_TOLERANCE, f"step {step}, track {track}, image {item}: off by {difference.max()}"
+    return drawn
+
+
+def choose(page, selector, value):
+    page.locator(f"{VIEWER} {selector}").select_option(str(value))
+
+
+def test_the_widget_shows_the_run_with_its_words_steps_and_negative_start(page, run):
+    payload = run
+    assert payload["steps"] == STEPS and payload["batch"] == BATCH and payload["negative_start"] == NEGATIVE_START
+    assert viewer_state(page)["visible"]
+    texts = page.evaluate(f"""() => {{
+        const root = document.querySelector('{VIEWER}');
+        const options = (name) => Array.from(root.querySelectorAll(`${{name}} option`)).map(o => o.textContent);
+        return {{words: options('.dn-word'), branches: options('.dn-branch'), items: options('.dn-item'),
+                 slider: [root.querySelector('.dn-step').min, root.querySelector('.dn-step').max],
+                 status: root.querySelector('.dn-status').textContent,
+                 legend: Array.from(root.querySelectorAll('.dn-legend > span')).map(s => s.textContent)}};
+    }}""")
+    assert texts["words"] == ["man", "glasses"]  # the positive branch first
+    assert texts["branches"] == ["+ positive", "− unconditional"]
+    assert texts["items"] == ["0", "1"]
+    assert texts["slider"] == ["0", str(STEPS - 1)]
+    assert f"negative from step {NEGATIVE_START}" in texts["status"]
+    assert texts["legend"] == ["+ man", "+ glasses", "− glasses", "− <end> (empty prompt)"]
+    page.locator(VIEWER).screenshot(path=SCREENSHOTS / "attention_viewer.png")
+
+
+def test_the_slider_shows_each_steps_map(page, run):
+    payload = run
+    slider = page.locator(f"{VIEWER} .dn-step")
+    shown = {}
+    for step in (0, 3, STEPS - 1):
+        slider.fill(str(step))
+        shown[step] = assert_shows(page, payload, step, track=0, item=0)
+    assert not np.array_equal(shown[0], shown[STEPS - 1])  # the map really moved with the slider
+
+
+def test_another_word_branch_and_image_change_the_map(page, run):
+    payload = run
+    page.locator(f"{VIEWER} .dn-step").fill("4")
+    first = assert_shows(page, payload, 4, track=0, item=0)
+    choose(page, ".dn-word", 1)  # "glasses" in the positive branch
+    glasses = assert_shows(page, payload, 4, track=1, item=0)
+    assert not np.array_equal(first, glasses)
+    choose(page, ".dn-item", 1)
+    assert_shows(page, payload, 4, track=1, item=1)
+    choose(page, ".dn-branch", "unconditional")  # the negative's "glasses"
+    assert_shows(page, payload, 4, track=2, item=1)
+    page.locator(f"{VIEWER} .dn-step").fill("1")  # before the negative starts: absent, and said so
+    assert (heat_pixels(page)[..., 3] == 0).all()
+    absent = page.locator(f"{VIEWER} .dn-absent").text_content()
+    assert absent == f"“glasses” is not in the unconditional branch at step 1 (the negative starts at step " \
+                     f"{NEGATIVE_START})"
+    choose(page, ".dn-branch", "positive")
+    choose(page, ".dn-item", 0)
+
+
+def test_hover_reads_the_share_and_ranks_the_words_at_that_pixel(page, run):
+    payload = run
+    page.locator(f"{VIEWER} .dn-step").fill("3")
+    choose(page, ".dn-word", 0)
+    box = page.locator(f"{VIEWER} .dn-stage").bounding_box()
+    height, width = payload["height"], payload["width"]
+    x, y = 5, 2
+    page.mouse.move(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height)
+    maps = decode_maps(payload)
+    readout = page.locator(f"{VIEWER} .dn-readout").text_content()
+    share = float(maps[3, 0, 0, y, x])
+    assert readout.startswith(f"({x}, {y}) step 3: “man” ")
+    shown = float(readout.split("“man” ")[1].split("%")[0]) / 100
+    assert shown == pytest.approx(share, abs=0.0006)
+    ranking = page.locator(f"{VIEWER} .dn-ranking li").all_text_contents()
+    order = sorted([("man", float(maps[3, 0, 0, y, x])), ("glasses", float(maps[3, 1, 0, y, x]))],
+                   key=lambda entry: -entry[1])
+    assert [line.rsplit(" ", 1)[0] for line in ranking] == [word for word, _ in order]
+    page.locator(VIEWER).screenshot(path=SCREENSHOTS / "attention_viewer_hover.png")
+
+
+def test_play_steps_through_and_exploring_queues_nothing(page, run, server):
+    before = len(server.get("/history"))
+    page.locator(f"{VIEWER} .dn-play").click()
+    page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-heat').dataset.step === '5'",
+                           timeout=10_000)
+    page.locator(f"{VIEWER} .dn-play").click()
+    assert server.get("/queue") == {"queue_running": [], "queue_pending": []}
+    assert len(server.get("/history")) == before
+
+
+def test_words_are_shown_as_text_never_as_markup(page, run):
+    hostile = '<img src=x onerror="window.__injected=1">'
+    page.evaluate("""([payload, word]) => {
+        const node = window.app.graph.nodes.find(n => n.type === 'DelayedNegativeAttentionViewer');
+        node.attentionViewer.show({...payload, tracks: payload.tracks.map(t => ({...t, word, label: word}))});
+    }""", [run, hostile])
+    root = page.locator(VIEWER)
+    assert root.locator("img").count() == 1  # only the picture of the run
+    assert hostile in root.locator(".dn-word option").first.text_content()
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__injected") is None
+    page.evaluate("""(payload) => window.app.graph.nodes.find(n => n.type === 'DelayedNegativeAttentionViewer')
+                                  .attentionViewer.show(payload)""", run)
+
+
+def test_no_console_error_from_the_viewer(page, run):
+    errors = page.console.errors_from_pack()
+    uncaught = [text for kind, text, _ in page.console.messages if kind == "pageerror"]
+    assert not errors and not uncaught, errors + uncaught
