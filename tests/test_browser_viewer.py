@@ -6,7 +6,8 @@ widget shows the run; the heat-map canvas holds, pixel for pixel, the chosen wor
 chosen step and image as the node returned it (decoded here from /history, normalised and
 coloured by the pack's own render code, within quantisation); moving the step slider, choosing
 another word, branch or image changes it to that map; hovering a pixel reads the word's share and
-ranks the words there; words are shown as text, never as markup; no console error. Screenshots:
+ranks the words there; words are shown as text, never as markup; no console error. All of it in
+the classic canvas and in the Nodes 2.0 renderer (the frontend's Vue nodes). Screenshots:
 .artifacts/browser/attention_viewer*.png.
 """
 
@@ -50,7 +51,7 @@ def viewer_workflow(object_info: dict) -> dict:
     workflow = graph.to_json()
     for node in workflow["nodes"]:
         if node["id"] == viewer.id:
-            node["size"] = [460, 780]
+            node["size"] = [460, 820]
     return workflow, str(viewer.id)
 
 
@@ -59,27 +60,44 @@ def object_info(server):
     return server.get("/object_info")
 
 
-@pytest.fixture(scope="module")
-def page(chromium, server, object_info):  # noqa: F811
-    """One page for the whole module: the run is made once, then explored by every test."""
+RENDERERS = {"classic canvas": False, "nodes 2.0": True}  # the frontend's Comfy.VueNodes.Enabled
+
+
+@pytest.fixture(scope="module", params=list(RENDERERS))
+def page(chromium, server, object_info, request):  # noqa: F811
+    """One page per renderer: the run is made once, then explored by every test."""
     context = chromium.new_context(viewport=ui.VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.console = ui.Console(origin=server.url)
     page.console.listen(page)
+    page.renderer = request.param
+    ui.open_frontend(page, server.url)
+    set_vue_nodes(page, RENDERERS[request.param])
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        page.screenshot(path=SCREENSHOTS / "attention_viewer_page.png")
+        page.screenshot(path=SCREENSHOTS / f"attention_viewer_page_{file_name(page)}.png")
+        set_vue_nodes(page, False)  # a server setting: leave it as the other browser tests expect
     finally:
         context.close()
+
+
+def set_vue_nodes(page, enabled: bool):
+    page.evaluate("async (on) => await window.app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on)",
+                  enabled)
+
+
+def file_name(page) -> str:
+    return page.renderer.replace(" ", "_").replace(".", "")
 
 
 def viewer_state(page) -> dict:
     return page.evaluate(f"""() => {{
         const root = document.querySelector('{VIEWER}');
         const body = root?.querySelector('.dn-body');
-        return {{present: Boolean(root), shown: Boolean(body) && getComputedStyle(body).display !== 'none',
+        return {{present: Boolean(root), vue: Boolean(root?.closest('[data-node-id]')),
+                 shown: Boolean(body) && getComputedStyle(body).display !== 'none',
                  visible: Boolean(root) && root.getBoundingClientRect().width > 0}};
     }}""")
 
@@ -89,10 +107,10 @@ def run(page, server, object_info):
     """Load the workflow, queue it with the Run button, wait for the widget to show the run; the payload
     the node returned, from the server's history."""
     workflow, viewer_id = viewer_workflow(object_info)
-    ui.open_frontend(page, server.url)
     ui.load_workflow(page, workflow)
     assert not ui.open_dialogs(page), ui.open_dialogs(page)
     assert viewer_state(page)["present"], "the viewer's DOM widget is not on the page before the run"
+    assert viewer_state(page)["vue"] == RENDERERS[page.renderer], f"not drawn by the {page.renderer} renderer"
     assert not viewer_state(page)["shown"]
     history_before = set(server.get("/history"))
     ui.fit_view(page)
@@ -108,7 +126,19 @@ def run(page, server, object_info):
     [entry] = entries.values()
     [payload] = entry["outputs"][viewer_id][UI_KEY]
     page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-image')?.naturalWidth > 0")
+    focus_viewer(page)
     return payload
+
+
+def focus_viewer(page):
+    """Zoom to 100% on the viewer node (the run was queued with the whole workflow in view)."""
+    page.evaluate("""() => {
+        const node = window.app.graph.nodes.find(n => n.type === 'DelayedNegativeAttentionViewer');
+        window.app.canvas.ds.scale = 1;
+        window.app.canvas.ds.offset = [-node.pos[0] + 500, -node.pos[1] + 80];
+        window.app.canvas.setDirty(true, true);
+    }""")
+    page.wait_for_timeout(500)
 
 
 def heat_pixels(page) -> np.ndarray:
@@ -163,7 +193,7 @@ def test_the_widget_shows_the_run_with_its_words_steps_and_negative_start(page, 
     assert texts["slider"] == ["0", str(STEPS - 1)]
     assert f"negative from step {NEGATIVE_START}" in texts["status"]
     assert texts["legend"] == ["+ man", "+ glasses", "− glasses", "− <end> (empty prompt)"]
-    page.locator(VIEWER).screenshot(path=SCREENSHOTS / "attention_viewer.png")
+    page.locator(VIEWER).screenshot(path=SCREENSHOTS / f"attention_viewer_{file_name(page)}.png")
 
 
 def test_the_slider_shows_each_steps_map(page, run):
@@ -213,8 +243,9 @@ def test_hover_reads_the_share_and_ranks_the_words_at_that_pixel(page, run):
     ranking = page.locator(f"{VIEWER} .dn-ranking li").all_text_contents()
     order = sorted([("man", float(maps[3, 0, 0, y, x])), ("glasses", float(maps[3, 1, 0, y, x]))],
                    key=lambda entry: -entry[1])
-    assert [line.rsplit(" ", 1)[0] for line in ranking] == [word for word, _ in order]
-    page.locator(VIEWER).screenshot(path=SCREENSHOTS / "attention_viewer_hover.png")
+    expected = [f"{rank}. {word}" for rank, (word, _) in enumerate(order, 1)]
+    assert [line.rsplit(" ", 1)[0] for line in ranking] == expected
+    page.locator(VIEWER).screenshot(path=SCREENSHOTS / f"attention_viewer_hover_{file_name(page)}.png")
 
 
 def test_play_steps_through_and_exploring_queues_nothing(page, run, server):

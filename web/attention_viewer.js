@@ -8,8 +8,8 @@ import {AttentionViewerPanel} from "./viewer/panel.js";
 
 const NODE_TYPE = "DelayedNegativeAttentionViewer";
 const UI_KEY = "delayed_negative_attention_viewer";  // nodes/attention_viewer.py
-const MIN_WIDTH = 420;
-const MIN_HEIGHT = 720;
+const MIN_WIDTH = 440;
+const MIN_HEIGHT = 800;  // the node; its widget takes all but the two input slots
 
 function imageURL(saved) {
     const query = new URLSearchParams({filename: saved.filename, subfolder: saved.subfolder ?? "",
@@ -26,7 +26,7 @@ app.registerExtension({
         const widget = node.addDOMWidget("attention_viewer", "delayed_negative_attention_viewer", panel.root, {
             serialize: false,
             hideOnZoom: false,
-            getMinHeight: () => MIN_HEIGHT - 60,
+            getMinHeight: () => MIN_HEIGHT - 80,
         });
         widget.serialize = false;
         node.attentionViewer = panel;

@@ -21,7 +21,7 @@ const STYLE = `
   padding: 1px 4px; }
 .dn-attention-viewer label { display: flex; gap: 3px; align-items: center; }
 .dn-attention-viewer .dn-step { flex: 1; min-width: 80px; }
-.dn-attention-viewer .dn-stage { position: relative; width: 100%; max-width: 420px; align-self: center;
+.dn-attention-viewer .dn-stage { position: relative; width: 100%; max-width: 360px; align-self: center;
   background: #000; cursor: crosshair; }
 .dn-attention-viewer .dn-stage img, .dn-attention-viewer .dn-stage canvas { position: absolute; inset: 0;
   width: 100%; height: 100%; }
@@ -29,7 +29,8 @@ const STYLE = `
 .dn-attention-viewer .dn-absent { position: absolute; inset: auto 0 0 0; padding: 2px 4px;
   background: rgba(0, 0, 0, .7); color: #fff; pointer-events: none; }
 .dn-attention-viewer .dn-readout { min-height: 1.3em; }
-.dn-attention-viewer .dn-ranking { margin: 0; padding-left: 20px; min-height: 1.3em; }
+.dn-attention-viewer .dn-ranking { margin: 0; padding: 0; min-height: 1.3em; list-style: none; display: flex;
+  flex-wrap: wrap; gap: 0 10px; }
 .dn-attention-viewer .dn-chart { width: ${CHART_WIDTH}px; height: ${CHART_HEIGHT}px; align-self: center;
   cursor: pointer; }
 .dn-attention-viewer .dn-legend { display: flex; flex-wrap: wrap; gap: 2px 10px; justify-content: center; }
@@ -229,9 +230,9 @@ export class AttentionViewerPanel {
         this.readout.textContent = `(${at.x}, ${at.y}) step ${state.step}: ` +
             (share === null ? `“${track.label}” absent` : `“${track.label}” ${percent(share)} of the attention`);
         this.ranking.replaceChildren(...data.ranked(state.step, state.branch, state.item, at.pixel)
-            .slice(0, RANKED_WORDS).map((entry) => {
+            .slice(0, RANKED_WORDS).map((entry, rank) => {
                 const line = document.createElement("li");
-                line.textContent = `${entry.label} ${percent(entry.share)}`;
+                line.textContent = `${rank + 1}. ${entry.label} ${percent(entry.share)}`;
                 if (entry.index === state.track) line.style.fontWeight = "bold";
                 return line;
             }));
