@@ -90,4 +90,5 @@ train: $(VENV)/.installed $(CHECKPOINT)
 # Removal rate, face kept and change outside the object, by the negative's start, on the toy model.
 study: setup
 	$(PY) devtools/toy_model/study.py
+	$(PY) devtools/toy_model/auto_start_study.py
 	$(PY) devtools/toy_model/word_timing.py

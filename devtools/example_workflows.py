@@ -286,11 +286,12 @@ SWEEP = [0, 3, 6, 10, STEPS]
 
 
 def critical_step_sweep(object_info) -> Graph:
-    starts = ", ".join(["0", *map(str, SWEEP[1:-1]), "never"])
+    starts = ", ".join(["0", *map(str, SWEEP[1:-1]), "auto", "never"])
     graph = Graph(object_info, (
         f"Choosing the critical step: one KSampler Sweep (Delayed Negative) samples the same seed with the negative "
         f"starting at steps {starts} of {STEPS}, and returns the pictures as a batch and as one labelled grid. "
-        "Start 0 is the stock KSampler; 'never' is the empty prompt throughout.\n\n"
+        "Start 0 is the stock KSampler; 'never' is the empty prompt throughout; 'auto' is the automatic start, "
+        "which picks the step while sampling (its caption says which).\n\n"
         "Each picture equals a separate KSampler (Delayed Negative) run with that start; the steps the runs have "
         "in common are computed once.\n\n"
         "Too early and the negative reshapes the whole picture; too late and the mustache stays. Pick by eye, or "

@@ -31,7 +31,7 @@ def sampling_inputs() -> list:
 
 
 def negative_start_output():
-    return io.Int.Output("negative_start_step",
+    return io.Int.Output("negative_start_step", display_name="negative_start_step",
                          tooltip="The step of the whole schedule at which the negative started (with timing_unit "
                                  "'auto': the step it picked); -1 if it never did. Connect to the attention "
                                  "chart's mark_step.")
