@@ -25,14 +25,14 @@ from example_workflows import Graph
 from test_browser import SCREENSHOTS, TOY_CHECKPOINT_NAME, chromium  # noqa: F401 (a fixture)
 
 PROMPT, NEGATIVE = "portrait photo of a man with glasses", "glasses"
-STEPS, NEGATIVE_START, BATCH = 6, 2, 2
+STEPS, NEGATIVE_START, BATCH = 12, 3, 2  # the README pictures' run (devtools/readme_pictures.py), 2 images
 RUN_TIMEOUT = 300.0
 COLOUR_TOLERANCE = 6  # a colormap entry or two apart: the byte quantisation and float rounding
 VIEWER = ".dn-attention-viewer"
 
 
 def viewer_workflow(object_info: dict) -> dict:
-    graph = Graph(object_info, "Attention Viewer test: the toy portraits model, negative from step 2.")
+    graph = Graph(object_info, "Attention Viewer test: the toy portraits model, negative from step 3.")
     checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT_NAME)
     positive = graph.add("CLIPTextEncode", text=PROMPT, clip=checkpoint["CLIP"])
     negative = graph.add("CLIPTextEncode", text=NEGATIVE, clip=checkpoint["CLIP"])
@@ -66,7 +66,7 @@ RENDERERS = {"classic canvas": False, "nodes 2.0": True}  # the frontend's Comfy
 @pytest.fixture(scope="module", params=list(RENDERERS))
 def page(chromium, server, object_info, request):  # noqa: F811
     """One page per renderer: the run is made once, then explored by every test."""
-    context = chromium.new_context(viewport=ui.VIEWPORT)
+    context = chromium.new_context(viewport={**ui.VIEWPORT, "height": 1200})  # the whole viewer at 100%
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.console = ui.Console(origin=server.url)
@@ -135,7 +135,7 @@ def focus_viewer(page):
     page.evaluate("""() => {
         const node = window.app.graph.nodes.find(n => n.type === 'DelayedNegativeAttentionViewer');
         window.app.canvas.ds.scale = 1;
-        window.app.canvas.ds.offset = [-node.pos[0] + 500, -node.pos[1] + 80];
+        window.app.canvas.ds.offset = [-node.pos[0] + 500, -node.pos[1] + 200];
         window.app.canvas.setDirty(true, true);
     }""")
     page.wait_for_timeout(500)
@@ -251,11 +251,35 @@ def test_hover_reads_the_share_and_ranks_the_words_at_that_pixel(page, run):
 def test_play_steps_through_and_exploring_queues_nothing(page, run, server):
     before = len(server.get("/history"))
     page.locator(f"{VIEWER} .dn-play").click()
-    page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-heat').dataset.step === '5'",
+    page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-heat').dataset.step === '7'",
                            timeout=10_000)
     page.locator(f"{VIEWER} .dn-play").click()
     assert server.get("/queue") == {"queue_running": [], "queue_pending": []}
     assert len(server.get("/history")) == before
+
+
+def test_the_readme_picture(page, run):
+    """docs/attention_viewer.png is this screenshot from the pinned host's classic canvas: "glasses" in
+    the positive branch at step 8 of the first image, the pointer where it takes the most attention."""
+    payload, step = run, 8
+    choose(page, ".dn-branch", "positive")
+    choose(page, ".dn-word", 1)
+    choose(page, ".dn-item", 0)
+    page.locator(f"{VIEWER} .dn-step").fill(str(step))
+    page.locator(f"{VIEWER} .dn-opacity").fill("0.45")
+    glasses = decode_maps(payload)[step, 1, 0]
+    y, x = divmod(int(glasses.flatten().argmax()), payload["width"])
+    box = page.locator(f"{VIEWER} .dn-stage").bounding_box()
+    page.mouse.move(box["x"] + (x + 0.5) * box["width"] / payload["width"],
+                    box["y"] + (y + 0.5) * box["height"] / payload["height"])
+    assert page.locator(f"{VIEWER} .dn-readout").text_content().startswith(f"({x}, {y}) step {step}: “glasses” ")
+    node = page.locator(VIEWER).bounding_box()
+    title = 105  # the node's title bar and its two input slots, above the widget
+    page.screenshot(path=SCREENSHOTS / f"attention_viewer_readme_{file_name(page)}.png",
+                    clip={"x": node["x"] - 12, "y": node["y"] - title, "width": node["width"] + 24,
+                          "height": node["height"] + title + 12})
+    page.mouse.move(0, 0)
+    page.locator(f"{VIEWER} .dn-opacity").fill("0.6")
 
 
 def test_words_are_shown_as_text_never_as_markup(page, run):

@@ -26,6 +26,8 @@ const STYLE = `
 .dn-attention-viewer .dn-stage img, .dn-attention-viewer .dn-stage canvas { position: absolute; inset: 0;
   width: 100%; height: 100%; }
 .dn-attention-viewer .dn-heat { image-rendering: pixelated; pointer-events: none; }
+.dn-attention-viewer .dn-cursor { position: absolute; display: none; box-sizing: border-box;
+  border: 1px solid #fff; outline: 1px solid #000; pointer-events: none; }
 .dn-attention-viewer .dn-absent { position: absolute; inset: auto 0 0 0; padding: 2px 4px;
   background: rgba(0, 0, 0, .7); color: #fff; pointer-events: none; }
 .dn-attention-viewer .dn-readout { min-height: 1.3em; }
@@ -118,6 +120,7 @@ export class AttentionViewerPanel {
         this.image.alt = "";
         this.heat = element("canvas", "dn-heat", this.stage);
         this.absent = element("div", "dn-absent", this.stage);
+        this.cursor = element("div", "dn-cursor", this.stage);
         this.stage.addEventListener("mousemove", (event) => this.hover(event));
         this.stage.addEventListener("mouseleave", () => this.hover(null));
         this.readout = element("div", "dn-readout", body);
@@ -219,6 +222,11 @@ export class AttentionViewerPanel {
     hover(event) {
         this.lastHover = event;
         const at = event && this.data ? this.pixelAt(event) : null;
+        this.cursor.style.display = at ? "block" : "none";
+        if (at) {
+            Object.assign(this.cursor.style, {left: `${at.x / this.data.width * 100}%`, top: `${at.y / this.data.height * 100}%`,
+                                              width: `${100 / this.data.width}%`, height: `${100 / this.data.height}%`});
+        }
         if (!at) {
             this.readout.textContent = "Hover over the image: each word's share of the attention there.";
             this.ranking.replaceChildren();
