@@ -38,6 +38,7 @@ CFG = 7.5
 NOTE_COLOUR = {"color": "#432", "bgcolor": "#653"}
 COLUMN_GAP, ROW_GAP, MARGIN = 60, 40, 40
 SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 110
+VIEWER = "DelayedNegativeAttentionViewer"
 FILE_INPUTS = {"ckpt_name"}  # combos whose options are the server's files, not fixed choices
 
 
@@ -178,6 +179,8 @@ class Graph:
         sockets = max(len(self.sockets(node)), len(info["output"]))
         if info.get("output_node") and "images" in info["input"].get("required", {}):
             return [380, 420]  # room for the picture it shows
+        if node.type == VIEWER:
+            return [460, 820]  # room for its widget (web/attention_viewer.js)
         # The frontend widens a node to fit its title (about 8 px a character at its default font).
         width = max(400 if multiline else 320, 8 * len(node.title or "") + 20)
         height = 14 + sockets * SLOT_HEIGHT + (widgets - multiline) * WIDGET_HEIGHT + multiline * MULTILINE_HEIGHT
@@ -433,6 +436,33 @@ def toy_glasses(object_info) -> Graph:
     return graph
 
 
+def toy_viewer(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Runs as it is after `make run`, on the toy portraits model (64x64; a toy, not Stable Diffusion). "
+        f"\"{TOY_PROMPT}\", the negative \"{TOY_NEGATIVE}\" from step {TOY_CRITICAL_STEP} of {TOY_STEPS}, "
+        "four images.\n\n"
+        "Run once, then explore in the Attention Viewer: the step slider (or play), the branch (+ positive, "
+        "- unconditional, where the negative's words appear from its start), the word, the image; hover the "
+        "picture for each word's share of the attention there. Exploring queues nothing."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=4)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt=TOY_PROMPT, negative_prompt=TOY_NEGATIVE, positive_words="",
+                         negative_words="", layers="all")
+    sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=TOY_SEED, steps=TOY_STEPS,
+                        cfg=TOY_CFG, sampler_name="euler", scheduler="normal", positive=positive[0],
+                        negative=negative[0], latent_image=latent[0], denoise=1.0,
+                        negative_start=float(TOY_CRITICAL_STEP), negative_end=-1.0, timing_unit="step",
+                        before_negative="empty prompt", clip=checkpoint["CLIP"])
+    image = decode(graph, checkpoint, sampler[0])
+    save(graph, image[0], "toy_attention_viewer")
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    graph.add(VIEWER, attention_maps=maps[0], image=image[0])
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
@@ -441,6 +471,7 @@ EXAMPLES = {
     "05_two_pass_ksampler_advanced": two_pass,
     "06_guidance_schedule_cosine_cfg_ramp_interval": guidance_schedule,
     "07_toy_model_glasses_removed_attention": toy_glasses,
+    "08_toy_model_attention_viewer": toy_viewer,
 }
 
 

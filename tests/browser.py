@@ -161,3 +161,20 @@ def wait_for_images(page, node_ids: list[str], timeout: float):
                                f"{[node_id for node_id, images in shown.items() if not images]}; "
                                f"dialogs: {dialogs}; errors: {toasts(page)}")
         page.wait_for_timeout(500)
+
+
+def wait_for_viewers(page, node_ids: list[str], timeout: float):
+    """Wait until the Attention Viewer widget of every node in `node_ids` shows a run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = page.evaluate("""(ids) => ids.filter(id => {
+            const node = window.app.graph.getNodeById(Number(id)) ?? window.app.graph.getNodeById(id);
+            const body = node?.attentionViewer?.body;
+            return !body || body.style.display === 'none';
+        })""", node_ids)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout:.0f} s, the Attention Viewer of nodes {waiting} shows no run; "
+                               f"dialogs: {open_dialogs(page)}; errors: {toasts(page)}")
+        page.wait_for_timeout(500)

@@ -30,6 +30,7 @@ TOY_CHECKPOINT_NAME = "delayed-negative-toy-portraits.safetensors"  # `make setu
 MAX_STEPS = 3
 MAX_LATENT_SIZE = 64
 RUN_TIMEOUT = 300.0
+VIEWER = "DelayedNegativeAttentionViewer"  # its widget shows the run (test_browser_viewer.py)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +108,11 @@ def test_example_opens_queues_and_shows_its_images(path, server, object_info, pa
     print("scaled down:", *ui.set_widget_values(page, small_widget_values(prompt, object_info)), sep="\n  ")
     ui.fit_view(page)
     ui.queue_from_ui(page)
+    viewers = [node_id for node_id in output_nodes if prompt[node_id]["class_type"] == VIEWER]
+    output_nodes = [node_id for node_id in output_nodes if node_id not in viewers]  # they show no image preview
     try:
         shown = ui.wait_for_images(page, output_nodes, RUN_TIMEOUT)
+        ui.wait_for_viewers(page, viewers, RUN_TIMEOUT)
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(f"{error}\nserver log:\n{server.log()[-3000:]}") from None
     assert all("/view?" in src for sources in shown.values() for src in sources), shown

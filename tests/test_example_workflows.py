@@ -24,6 +24,7 @@ CHECKPOINT_NAME = "delayed-negative-test-sd15.safetensors"
 TOY_CHECKPOINT_NAME = "delayed-negative-toy-portraits.safetensors"
 TOY_EXAMPLE = PACK_ROOT / "example_workflows" / "07_toy_model_glasses_removed_attention.json"
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
+VIEWER, VIEWER_UI_KEY = "DelayedNegativeAttentionViewer", "delayed_negative_attention_viewer"
 MAX_STEPS = 8  # 30 → 8 keeps the sweep's starts 0, 3, 6, 10, 30 apart: 0, 1, 2, 3, 8
 MAX_LATENT_SIZE = 64
 
@@ -150,6 +151,9 @@ def test_example_runs_and_every_output_node_shows_images(path, server, object_in
     assert output_nodes
     for node_id in output_nodes:
         images = entry["outputs"].get(node_id, {}).get("images", [])
+        if prompt[node_id]["class_type"] == VIEWER:  # its widget shows the run: the images are in its payload
+            images = [image for payload in entry["outputs"].get(node_id, {}).get(VIEWER_UI_KEY, [])
+                      for image in payload["images"]]
         assert images, f"{prompt[node_id]['_meta']['title']} (node {node_id}) showed no image"
         assert all(fetch_image(server, image).width > 0 for image in images)
 
