@@ -248,12 +248,18 @@ def test_hover_reads_the_share_and_ranks_the_words_at_that_pixel(page, run):
     page.locator(VIEWER).screenshot(path=SCREENSHOTS / f"attention_viewer_hover_{file_name(page)}.png")
 
 
-def test_play_steps_through_and_exploring_queues_nothing(page, run, server):
+def test_play_and_the_chart_pick_steps_and_exploring_queues_nothing(page, run, server):
     before = len(server.get("/history"))
     page.locator(f"{VIEWER} .dn-play").click()
     page.wait_for_function(f"() => document.querySelector('{VIEWER} .dn-heat').dataset.step === '7'",
                            timeout=10_000)
     page.locator(f"{VIEWER} .dn-play").click()
+    chart = page.locator(f"{VIEWER} .dn-chart").bounding_box()  # a click on the chart picks its step
+    left, right = 34, 380 - 8  # panel.js CHART_MARGIN of its CHART_WIDTH
+    x = chart["x"] + (left + (right - left) * 6 / (STEPS - 1)) * chart["width"] / 380
+    page.mouse.click(x, chart["y"] + chart["height"] / 2)
+    assert page.locator(f"{VIEWER} .dn-heat").get_attribute("data-step") == "6"
+    assert page.locator(f"{VIEWER} .dn-step").input_value() == "6"
     assert server.get("/queue") == {"queue_running": [], "queue_pending": []}
     assert len(server.get("/history")) == before
 
