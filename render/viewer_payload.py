@@ -5,8 +5,9 @@ prompt, so everything it shows must be in this one JSON payload. The maps are it
 (steps × tracks × batch × height × width values), so each map travels as bytes: its values
 divided by its own scale (its largest value / 255), rounded, base64-encoded in one block. A
 value comes back as byte × scale, within scale / 2 of the recorded share. Maps larger than
-MAX_MAP_SIDE on a side (latents above 512 pixels) are averaged down to it first. The per-step
-strengths of the chart are computed from the full maps, not from the bytes.
+MAX_MAP_SIDE on a side (latents above 512 pixels) are averaged down to it first, and further
+if the maps would pass MAX_MAP_BYTES (many steps, words and images): the page holds them all.
+The per-step strengths of the chart are computed from the full maps, not from the bytes.
 """
 
 import base64
@@ -22,6 +23,7 @@ from .normalize import NORMALIZATION_MODES
 
 PAYLOAD_VERSION = 1
 MAX_MAP_SIDE = 64
+MAX_MAP_BYTES = 16 * 2**20
 COLORMAP_ENTRIES = 256
 
 
@@ -34,10 +36,13 @@ def negative_start_step(maps: AttentionMaps) -> int | None:
     return int(present[0]) if len(present) else None
 
 
-def shrink(maps: torch.Tensor, max_side: int) -> torch.Tensor:
-    """[..., height, width] averaged down so that neither side exceeds max_side (aspect kept)."""
+def shrink(maps: torch.Tensor, max_side: int, max_cells: int | None = None) -> torch.Tensor:
+    """[..., height, width] averaged down so that neither side exceeds max_side and a map has at most
+    max_cells cells (aspect kept)."""
     height, width = maps.shape[-2:]
     factor = math.ceil(max(height, width) / max_side)
+    if max_cells is not None:
+        factor = max(factor, math.ceil(math.sqrt(height * width / max(max_cells, 1))))
     if factor <= 1:
         return maps
     size = (math.ceil(height / factor), math.ceil(width / factor))
@@ -68,12 +73,13 @@ def colormap_bytes(name: str) -> str:
     return base64.b64encode((colours * 255.0).round().to(torch.uint8).numpy().tobytes()).decode("ascii")
 
 
-def viewer_payload(maps: AttentionMaps, images: list[dict], max_map_side: int = MAX_MAP_SIDE) -> dict:
+def viewer_payload(maps: AttentionMaps, images: list[dict], max_map_side: int = MAX_MAP_SIDE,
+                   max_map_bytes: int = MAX_MAP_BYTES) -> dict:
     """The JSON-ready payload of one run. `images`: the decoded image(s) as saved for the UI
     ({filename, subfolder, type}, one per batch item, or one for all)."""
     values = maps.maps.detach().float().cpu()
     steps, _, batch, latent_height, latent_width = values.shape
-    small = shrink(values, max_map_side)
+    small = shrink(values, max_map_side, max_map_bytes // max(1, values[..., 0, 0].numel()))
     codes, scales = quantize(small)
     return {
         "version": PAYLOAD_VERSION,

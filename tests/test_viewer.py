@@ -103,6 +103,15 @@ def test_large_maps_are_averaged_down_to_keep_the_payload_small():
     assert len(payload["maps"]) * 3 / 4 == STEPS * len(TRACKS) * BATCH * MAX_MAP_SIDE * 48
 
 
+def test_a_run_with_many_maps_is_averaged_down_further_to_stay_within_the_byte_budget():
+    maps = random_maps(height=64, width=64)
+    maps_count = STEPS * len(TRACKS) * BATCH
+    payload = viewer_payload(maps, IMAGES, max_map_bytes=maps_count * 16 * 16)
+    assert (payload["height"], payload["width"]) == (16, 16)
+    assert len(payload["maps"]) * 3 / 4 <= maps_count * 16 * 16
+    assert viewer_payload(maps, IMAGES)["height"] == 64  # within the default budget: untouched
+
+
 def test_colormaps_are_the_packs_own():
     import base64
 
