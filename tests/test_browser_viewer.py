@@ -73,12 +73,13 @@ def page(chromium, server, object_info, request):  # noqa: F811
     page.console.listen(page)
     page.renderer = request.param
     ui.open_frontend(page, server.url)
+    before = page.evaluate("() => window.app.extensionManager.setting.get('Comfy.VueNodes.Enabled')")
     set_vue_nodes(page, RENDERERS[request.param])
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         page.screenshot(path=SCREENSHOTS / f"attention_viewer_page_{file_name(page)}.png")
-        set_vue_nodes(page, False)  # a server setting: leave it as the other browser tests expect
+        set_vue_nodes(page, before)  # a setting the server keeps: leave it as the other browser tests found it
     finally:
         context.close()
 
