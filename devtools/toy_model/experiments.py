@@ -31,16 +31,17 @@ class Run:
     scheduler: str = "normal"
 
 
-def load_toy_checkpoint():
-    """(model, clip, vae) through the stock CheckpointLoaderSimple."""
+def load_toy_checkpoint(path: Path = TOY_CHECKPOINT):
+    """(model, clip, vae) through the stock CheckpointLoaderSimple (the toy model, or `path`)."""
     import folder_paths
 
     import nodes
 
-    if not TOY_CHECKPOINT.is_file():
-        raise FileNotFoundError(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
-    folder_paths.add_model_folder_path("checkpoints", str(TOY_CHECKPOINT.parent))
-    return nodes.CheckpointLoaderSimple().load_checkpoint(TOY_CHECKPOINT.name)
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing" + (": `make setup` builds it." if path == TOY_CHECKPOINT else "."))
+    folder_paths.add_model_folder_path("checkpoints", str(path.parent))
+    return nodes.CheckpointLoaderSimple().load_checkpoint(path.name)
 
 
 def sample(checkpoint, run: Run) -> np.ndarray:
