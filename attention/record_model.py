@@ -61,6 +61,7 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
                        *args, **kwargs):
         clock = StepClock.learn(executor.class_obj, guider, sigmas, noise, latent_image, denoise_mask,
                                 extra_args.get("model_options"), extra_args.get("seed"))
+        recording.learn_prompts(getattr(guider, "original_conds", {}))
         recording.begin_run(clock, sigmas, noise.shape)
         return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, *args, **kwargs)
 

@@ -23,15 +23,11 @@ class AttentionRecording:
     unconditional branch.
     """
 
-    def __init__(self, columns: dict[str, list[tuple[str, list[int]]]], empty_embedding: torch.Tensor | None):
-        self.columns = columns
+    def __init__(self, columns: dict[str, list[tuple[str, list[int]]]], empty_embedding: torch.Tensor | None,
+                 learn_columns=None):
         self.empty_embedding = empty_embedding
-        branch = {"positive": "positive", "negative": "unconditional", "empty": "unconditional"}
-        self.tracks = tuple(Track(branch[prompt], prompt, word) for prompt, words in columns.items()
-                            for word, _ in words)
-        self.track_ids = {}
-        for index, track in enumerate(self.tracks):
-            self.track_ids.setdefault(track.prompt, []).append(index)
+        self.learn_columns = learn_columns  # guider conds -> columns, for prompts read from the conditioning
+        self.set_columns(columns)
         self.sums = None
         self.counts = None
         self.sigmas = ()
@@ -39,9 +35,23 @@ class AttentionRecording:
         self.clock = None
         self.step = 0
         self.prompt_of_cond = {}
+
+    def set_columns(self, columns: dict[str, list[tuple[str, list[int]]]]):
+        self.columns = columns
+        branch = {"positive": "positive", "negative": "unconditional", "empty": "unconditional"}
+        self.tracks = tuple(Track(branch[prompt], prompt, word) for prompt, words in columns.items()
+                            for word, _ in words)
+        self.track_ids = {}
+        for index, track in enumerate(self.tracks):
+            self.track_ids.setdefault(track.prompt, []).append(index)
         self.gather = {}
 
     # --- called by the model wrappers -------------------------------------------------------
+
+    def learn_prompts(self, guider_conds: dict):
+        """Before a run: the words of prompts that were not typed, from the conds being sampled."""
+        if self.learn_columns is not None:
+            self.set_columns(self.learn_columns(guider_conds))
 
     def begin_run(self, clock: StepClock, sigmas, latent_shape):
         steps = len(sigmas) - 1

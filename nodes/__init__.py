@@ -5,6 +5,7 @@ from typing_extensions import override
 from comfy_api.latest import ComfyExtension, io
 
 from .attention_maps import NODES as ATTENTION_NODES
+from .attention_text_encode import NODES as TEXT_ENCODE_NODES
 from .attention_viewer import NODES as VIEWER_NODES
 from .auto_start import NODES as AUTO_START_NODES
 from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES

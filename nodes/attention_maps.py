@@ -14,7 +14,7 @@ from .. import render
 from ..attention.maps import AttentionMaps
 from ..attention.record_model import LAYER_CHOICES, record_attention
 from ..attention.recording import AttentionRecording
-from ..attention.words import recording_columns
+from ..attention.words import ColumnsFromConditioning, recording_columns
 from .empty_prompt import empty_prompt
 
 CATEGORY = "sampling/delayed negative/attention maps"
@@ -97,9 +97,13 @@ class RecordAttentionMaps(io.ComfyNode):
                                                 "comes out."),
                 io.Clip.Input("clip", tooltip="The CLIP that encodes the prompts (to find each word's tokens)."),
                 io.String.Input("positive_prompt", multiline=True, default="",
-                                tooltip="The positive prompt exactly as given to its CLIP Text Encode."),
+                                tooltip="Leave empty when the positive prompt is encoded with CLIP Text Encode "
+                                        "(Attention Words): its words are read from the conditioning. Else the "
+                                        "positive prompt exactly as given to its CLIP Text Encode."),
                 io.String.Input("negative_prompt", multiline=True, default="",
-                                tooltip="The negative prompt exactly as given to its CLIP Text Encode."),
+                                tooltip="Leave empty when the negative prompt is encoded with CLIP Text Encode "
+                                        "(Attention Words). Else the negative prompt exactly as given to its "
+                                        "CLIP Text Encode."),
                 io.String.Input("positive_words", default="",
                                 tooltip="Comma-separated words of the positive prompt to record; empty = all."),
                 io.String.Input("negative_words", default="",
@@ -115,7 +119,10 @@ class RecordAttentionMaps(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, positive_prompt, negative_prompt, positive_words, negative_words, layers):
         columns = recording_columns(clip, positive_prompt, negative_prompt, positive_words, negative_words)
-        recording = AttentionRecording(columns, empty_prompt(clip)[0][0])
+        typed = {"positive": positive_prompt, "negative": negative_prompt}
+        learn = None if all(text.strip() for text in typed.values()) else \
+            ColumnsFromConditioning(clip, typed, {"positive": positive_words, "negative": negative_words})
+        recording = AttentionRecording(columns, empty_prompt(clip)[0][0], learn)
         return io.NodeOutput(record_attention(model, recording, layers), recording)
 
 
