@@ -204,11 +204,16 @@ class Graph:
 # --- the examples ----------------------------------------------------------------------------
 
 
-def text_to_image_inputs(graph: Graph, width=512, height=512):
+# Examples that record attention encode their prompts with CLIP Text Encode (Attention Words), which
+# gives the stock conditioning and lets Record Attention Maps read the words from it: typed once.
+WORDS_ENCODER = "DelayedNegativeTextEncode"
+
+
+def text_to_image_inputs(graph: Graph, width=512, height=512, encoder="CLIPTextEncode"):
     """Checkpoint, prompt, negative and an empty latent: what every example starts from."""
     checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=SD15)
-    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
-    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
+    positive = graph.add(encoder, title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add(encoder, title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
     latent = graph.add("EmptyLatentImage", width=width, height=height, batch_size=1)
     return checkpoint, positive, negative, latent
 
@@ -254,15 +259,16 @@ def paper_example(object_info) -> Graph:
 def attention_maps(object_info) -> Graph:
     graph = Graph(object_info, (
         "Where and when each word acts. Record Attention Maps patches the model, the sampler runs as usual, and "
-        "Collect Attention Maps takes the maps of that run. Keep Record's prompts identical to the CLIP Text "
-        "Encode nodes.\n\n"
+        "Collect Attention Maps takes the maps of that run. The prompts are typed once: CLIP Text Encode "
+        "(Attention Words) encodes them like CLIP Text Encode, and Record reads their words from the conditioning "
+        "(its own prompt boxes stay empty).\n\n"
         "Chart: each word's attention per step (solid: positive branch, dashed: unconditional). \"mustache\" "
         f"appears at step {CRITICAL_STEP}, where the delayed negative starts. Grid: the maps per word and step. "
         "Overlay: where each word acts on the image. Mask: where \"mustache\" acts, as a MASK.\n\n"
         "Changing a view's settings re-renders without sampling again."))
-    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph, encoder=WORDS_ENCODER)
     recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt=PROMPT, negative_prompt=NEGATIVE, positive_words="man",
+                         positive_prompt="", negative_prompt="", positive_words="man",
                          negative_words="mustache", layers="all")
     sampler = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(CRITICAL_STEP),
                                model=recorder["MODEL"])
@@ -365,12 +371,12 @@ def guidance_schedule(object_info) -> Graph:
         "- guidance acts only on the steps after the first tenth (a guidance interval): the first steps run "
         "without guidance, which skips their unconditional evaluation.\n\n"
         "The attention chart draws each step's cfg as a thin grey line and shades the steps without guidance."))
-    checkpoint, positive, negative, latent = text_to_image_inputs(graph)
+    checkpoint, positive, negative, latent = text_to_image_inputs(graph, encoder=WORDS_ENCODER)
     plan = graph.add("DelayedNegativeGuidanceSchedule", cfg_curve="cosine", cfg_list="9, 8, 7, 6", cfg_first=9.0,
                      cfg_last=5.0, curve_first_step=0, curve_last_step=-1, ramp_steps=3, guidance_start=0.1,
                      guidance_end=-1.0, guidance_unit="fraction of steps")
     recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt=PROMPT, negative_prompt=NEGATIVE, positive_words="man",
+                         positive_prompt="", negative_prompt="", positive_words="man",
                          negative_words="mustache", layers="all")
     sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=STEPS, cfg=CFG,
                         sampler_name="euler", scheduler="normal", positive=positive[0], negative=negative[0],
@@ -402,8 +408,8 @@ def toy_glasses(object_info) -> Graph:
         f"the unconditional one, where \"glasses\" enters at step {TOY_CRITICAL_STEP}. On your own checkpoint, "
         "use 512x512 (or 1024 for SDXL), a batch of 1 to 4 and about 30 steps."))
     checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
-    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
-    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
     no_negative = graph.add("CLIPTextEncode", title="No negative (empty prompt)", text="", clip=checkpoint["CLIP"])
     latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=TOY_BATCH)
     shared = dict(seed=TOY_SEED, steps=TOY_STEPS, cfg=TOY_CFG, sampler_name="euler", scheduler="normal",
@@ -413,7 +419,7 @@ def toy_glasses(object_info) -> Graph:
     stock = graph.add("KSampler", title="KSampler (stock): negative from step 0", model=checkpoint["MODEL"],
                       negative=negative[0], **shared)
     recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt=TOY_PROMPT, negative_prompt=TOY_NEGATIVE, positive_words="man, glasses",
+                         positive_prompt="", negative_prompt="", positive_words="man, glasses",
                          negative_words="glasses", layers="all")
     delayed = graph.add("DelayedNegativeKSampler",
                         title=f"KSampler (Delayed Negative): negative from step {TOY_CRITICAL_STEP}",
@@ -445,11 +451,11 @@ def toy_viewer(object_info) -> Graph:
         "- unconditional, where the negative's words appear from its start), the word, the image; hover the "
         "picture for each word's share of the attention there. Exploring queues nothing."))
     checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
-    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
-    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
     latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=4)
     recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt=TOY_PROMPT, negative_prompt=TOY_NEGATIVE, positive_words="",
+                         positive_prompt="", negative_prompt="", positive_words="",
                          negative_words="", layers="all")
     sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=TOY_SEED, steps=TOY_STEPS,
                         cfg=TOY_CFG, sampler_name="euler", scheduler="normal", positive=positive[0],

@@ -18,7 +18,7 @@ class DelayedNegativeExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *AUTO_START_NODES, *SWEEP_NODES,
-                *ATTENTION_NODES, *VIEWER_NODES, *IMAGE_GRID_NODES]
+                *TEXT_ENCODE_NODES, *ATTENTION_NODES, *VIEWER_NODES, *IMAGE_GRID_NODES]
 
 
 async def comfy_entrypoint() -> DelayedNegativeExtension:

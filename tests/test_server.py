@@ -28,13 +28,25 @@ def text_to_image(sampler_inputs: dict, sampler_class="DelayedNegativeKSampler")
     }
 
 
+def pack_node_ids() -> list[str]:
+    """Every node id the pack's extension lists."""
+    import asyncio
+
+    from delayed_negative.nodes import comfy_entrypoint
+
+    extension = asyncio.run(comfy_entrypoint())
+    return [node.define_schema().node_id for node in asyncio.run(extension.get_node_list())]
+
+
 def test_nodes_are_registered_with_tooltips_on_every_input(server):
     info = server.get("/object_info")
-    for node_id, display_name in OUR_NODES.items():
+    ids = pack_node_ids()
+    assert set(OUR_NODES) | {"DelayedNegativeTextEncode", "DelayedNegativeAutoStart"} <= set(ids)
+    for node_id in ids:
         assert node_id in info, f"{node_id} missing; server log:\n{server.log()[-3000:]}"
         node = info[node_id]
-        assert node["display_name"] == display_name
-        assert node["category"] == "sampling/delayed negative"
+        assert node["display_name"] == OUR_NODES.get(node_id, node["display_name"])
+        assert node["category"].startswith("sampling/delayed negative")
         for section in ("required", "optional"):
             for name, spec in node["input"].get(section, {}).items():
                 options = spec[1] if len(spec) > 1 else {}
