@@ -54,8 +54,13 @@ class AutoStart:
 class AutoState:
     """What a run has found so far; a LATENT carries it to the next pass of a two-pass workflow."""
 
+    schedule: tuple[float, ...] = ()  # the full schedule's sigmas it was found on
     start_step: int | None = None  # the chosen start, once found
     first_strength: float | None = None  # the strength of the first step watched
+
+    def continues(self, schedule: tuple[float, ...], first_step: int) -> bool:
+        """Whether a pass starting at `first_step` of `schedule` continues the run this state is of."""
+        return first_step > 0 and self.schedule == schedule
 
 
 def step_of_fraction(fraction: float, steps: int) -> int:
@@ -72,13 +77,16 @@ def strength(share_map: torch.Tensor) -> float:
 class CriticalStepFinder:
     """Decides, step by step, when the negative starts; `steps` is the full schedule's length."""
 
-    def __init__(self, settings: AutoStart, steps: int, state: AutoState | None = None):
+    def __init__(self, settings: AutoStart, schedule, first_step: int = 0, state: AutoState | None = None):
+        """`schedule`: the full schedule's sigmas; `state`: what an earlier pass of it found, if any."""
         settings.check()
         self.settings = settings
-        self.steps = steps
+        sigmas = tuple(float(sigma) for sigma in schedule)
+        self.steps = steps = len(sigmas) - 1
         self.earliest = step_of_fraction(settings.earliest, steps)
         self.latest = step_of_fraction(settings.latest, steps)
-        self.state = replace(state) if state is not None else AutoState()  # the input LATENT's stays
+        carried = state is not None and state.continues(sigmas, first_step)
+        self.state = replace(state) if carried else AutoState(sigmas)  # the input LATENT's state stays as it was
         self.strengths: dict[int, float] = {}  # per step watched in this pass
         if self.latest == 0 and self.state.start_step is None:
             self.choose(0, "the latest allowed step is 0")

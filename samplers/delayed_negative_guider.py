@@ -83,7 +83,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         if self.auto is None:
             self.window = resolve_window(self.timing, full_schedule)
         else:
-            self.finder = CriticalStepFinder(self.auto, len(full_schedule) - 1, self.auto_state)
+            self.finder = CriticalStepFinder(self.auto, full_schedule, self.first_step, self.auto_state)
             self.watch.begin_run()
             self.window = NegativeWindow(self.finder.start_step, len(full_schedule) - 1)
         self.plan = resolve_plan(self.guidance, self.cfg, full_schedule)

@@ -26,7 +26,7 @@ from delayed_negative.nodes.delayed_negative import (
     DelayedNegativeKSamplerAdvanced,
 )
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
-from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder
+from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, strength
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from tiny_dit_models import tiny_sd3
 from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
@@ -77,7 +77,7 @@ def test_the_picked_step_equals_the_stock_sampler_switching_there(toy):
 def test_the_rule_picks_the_first_step_past_the_threshold(toy):
     """The strengths each run measured, fed to the rule as written in the README, give its step."""
     for settings in (AutoStart(0.5, 0.1, 0.5), AutoStart(0.9, 0.0, 1.0), AutoStart(0.0, 0.1, 0.75),
-                     AutoStart(1.0, 0.25, 0.5)):
+                     AutoStart(1.0, 0.25, 0.5), AutoStart(1.0, 0.0, 0.5)):
         guider = DelayedNegativeGuiderNode.execute(toy["model"], toy["positive"], toy["negative"], CFG, 0, -1.0,
                                                    "auto", "empty prompt", toy["clip"], None, None,
                                                    settings).result[0]
@@ -90,6 +90,14 @@ def test_the_rule_picks_the_first_step_past_the_threshold(toy):
         assert guider.window.start_step == expected, settings
         # Watched up to the step that decided, which finished before the start: no later step counted.
         assert sorted(strengths) == list(range(max(strengths) + 1)) and max(strengths) < expected
+
+
+def test_a_steps_strength_is_the_batch_mean_of_each_images_top_tenth():
+    share = torch.zeros(2, 10, 10)
+    share[0].view(-1)[:10] = torch.arange(10.0)  # image 0: top tenth (10 of 100 cells) mean 4.5
+    share[1] = 0.25  # image 1: flat
+    share[1, 0, 0] = 5.0  # one cell above, nine at 0.25: mean 0.725
+    assert strength(share) == pytest.approx((4.5 + 0.725) / 2)
 
 
 def run_guider(toy, guider, sampler_name, sigmas=None):
@@ -195,5 +203,17 @@ def test_the_model_and_the_settings_are_not_changed(toy):
     assert repr(toy["model"].model_options) == before
     assert settings == AutoStart()
     state = latent[AUTO_STATE_KEY]
-    CriticalStepFinder(settings, STEPS, state).choose(9, "a test")
+    CriticalStepFinder(settings, state.schedule, 1, state).choose(9, "a test")
     assert latent[AUTO_STATE_KEY].start_step == state.start_step != 9
+
+
+def test_a_new_run_from_an_automatic_runs_latent_watches_afresh(toy):
+    """A second sampling of the latent (hires fix, img2img) is no second pass: it picks its own step."""
+    first, picked = ksampler(toy, "euler", 0, "auto")
+    assert first[AUTO_STATE_KEY].start_step == picked
+    again = {**toy, "latent": {**first, "samples": toy["latent"]["samples"]}}
+    _, picked_again = ksampler(again, "euler", 0, "auto")
+    assert picked_again == picked
+    settings = AutoStart(1.0, 0.5, 0.75)  # the earliest allowed step is 6: a carried 3 would show
+    _, other = ksampler(again, "euler", 0, "auto", settings)
+    assert other == 6
