@@ -17,7 +17,7 @@ and the negative's keys are one small projection per layer and run.
 
 import torch
 
-from .record_model import cross_attention_blocks, cross_attention_module
+from .record_model import cross_attention_blocks, cross_attention_module, observe_attention
 
 WATCH_KEY = "delayed_negative.auto_start"
 
@@ -88,8 +88,6 @@ def negative_share(q, k_positive, k_negative, heads: int) -> torch.Tensor:
 
 def watch_negative(model, watch: NegativeWatch):
     """A clone of `model` whose cross-attention also feeds `watch`; the image is bit-identical."""
-    from comfy.ldm.modules.attention import optimized_attention
-
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
     blocks = cross_attention_blocks(diffusion_model)
@@ -97,23 +95,10 @@ def watch_negative(model, watch: NegativeWatch):
         raise ValueError("timing_unit 'auto' watches the UNet's cross-attention, and this model has none (it "
                          "works with SD1.x, SD2.x and SDXL). Pick the start yourself: set timing_unit to 'step' "
                          "and use the KSampler Sweep (Delayed Negative) to compare starts.")
-    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
 
-    def patch_for(previous):
-        def patch(q, k, v, extra_options):
-            heads = extra_options["n_heads"]
-            if previous is not None:
-                out = previous(q, k, v, extra_options)
-            else:
-                out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
-                                          transformer_options=extra_options)
-            attn2 = cross_attention_module(diffusion_model, extra_options["block"],
-                                           extra_options.get("block_index", 0))
-            watch.add(q, k, heads, extra_options, attn2.to_k)
-            return out
+    def observe(q, k, heads, extra_options):
+        attn2 = cross_attention_module(diffusion_model, extra_options["block"], extra_options.get("block_index", 0))
+        watch.add(q, k, heads, extra_options, attn2.to_k)
 
-        return patch
-
-    for block in blocks:
-        patched.set_model_attn2_replace(patch_for(existing.get(block)), *block)
+    observe_attention(patched, blocks, observe)
     return patched

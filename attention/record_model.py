@@ -49,13 +49,11 @@ def cross_attention_module(diffusion_model, block: tuple[str, int], block_index:
 def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     """A clone of `model` that records into `recording`; the input model is left as it was."""
     patched = model.clone()
-    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
     blocks = cross_attention_blocks(patched.get_model_object("diffusion_model"), layers)
     if not blocks:
         raise ValueError("This model has no UNet cross-attention blocks to record (attention maps work with "
                          "SD1.x, SD2.x and SDXL UNets).")
-    for block in blocks:
-        patched.set_model_attn2_replace(attention_patch(recording, existing.get(block)), *block)
+    observe_attention(patched, blocks, recording.add)
 
     def sampler_sample(executor, guider, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                        *args, **kwargs):
@@ -84,10 +82,16 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     return patched
 
 
-def attention_patch(recording: AttentionRecording, previous=None):
-    """An attn2 replace patch: the real attention output (another pack's patch, if one was
-    there, else ComfyUI's optimized attention), with the probabilities recorded on the side."""
+def observe_attention(patched, blocks: list[tuple[str, int]], observe) -> None:
+    """On each block of the clone `patched`: an attn2 replace patch that returns the real attention
+    output (another pack's patch, if one was there, else ComfyUI's optimized attention) and hands
+    the call's q and k to `observe(q, k, heads, extra_options)` on the side."""
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    for block in blocks:
+        patched.set_model_attn2_replace(observing_patch(observe, existing.get(block)), *block)
 
+
+def observing_patch(observe, previous=None):
     def patch(q, k, v, extra_options):
         heads = extra_options["n_heads"]
         if previous is not None:
@@ -95,9 +99,7 @@ def attention_patch(recording: AttentionRecording, previous=None):
         else:
             out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
                                       transformer_options=extra_options)
-        recording.add(q, k, heads, extra_options)
+        observe(q, k, heads, extra_options)
         return out
 
     return patch
-
-
