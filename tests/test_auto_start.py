@@ -26,7 +26,7 @@ from delayed_negative.nodes.delayed_negative import (
     DelayedNegativeKSamplerAdvanced,
 )
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
-from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, strength
+from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, step_of_fraction, strength
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from tiny_dit_models import tiny_sd3
 from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
@@ -100,6 +100,16 @@ def test_a_steps_strength_is_the_batch_mean_of_each_images_top_tenth():
     assert strength(share) == pytest.approx((4.5 + 0.725) / 2)
 
 
+def test_the_allowed_steps_are_fractions_of_the_schedule_rounded_up():
+    schedule = torch.linspace(14.6, 0.0, 11)  # ten steps
+    finder = CriticalStepFinder(AutoStart(0.5, 0.1, 0.55), schedule)
+    assert (finder.steps, finder.earliest, finder.latest) == (10, 1, 6)  # 0.55 x 10 = 5.5 -> step 6
+    assert step_of_fraction(0.1, 12) == 2 and step_of_fraction(0.1, 30) == 3 and step_of_fraction(1.0, 7) == 7
+    assert finder.state.start_step is None and finder.start_step == 6  # until it picks: the latest allowed
+    at_once = CriticalStepFinder(AutoStart(0.5, 0.0, 0.0), schedule)
+    assert at_once.state.start_step == 0  # latest 0: the negative from the first step, nothing to watch
+
+
 def run_guider(toy, guider, sampler_name, sigmas=None):
     sigmas = sigmas if sigmas is not None else custom.BasicScheduler.execute(toy["model"], "karras", STEPS,
                                                                               1.0).result[0]
@@ -129,6 +139,8 @@ def test_two_passes_carry_the_automatic_start(toy):
             toy["model"], "disable", SEED, STEPS, CFG, "euler", "karras", toy["positive"], toy["negative"], first,
             split, STEPS, "disable", start, -1.0, unit, "empty prompt", toy["clip"]).result
         assert first.keys() == kept.keys() and all(first[key] is kept[key] for key in kept)  # input unchanged
+        if unit == "auto":  # the second pass carried on from the first: the same first-step strength
+            assert second[AUTO_STATE_KEY].first_strength == first[AUTO_STATE_KEY].first_strength
         return first_start, second, second_start
 
     _, one_pass = ksampler(toy, "euler", 0, "auto")
