@@ -110,6 +110,21 @@ def test_the_allowed_steps_are_fractions_of_the_schedule_rounded_up():
     assert at_once.state.start_step == 0  # latest 0: the negative from the first step, nothing to watch
 
 
+def test_the_rule_step_by_step_on_known_maps():
+    finder = CriticalStepFinder(AutoStart(0.5, 0.0, 1.0), torch.linspace(14.6, 0.0, 11))  # 2% rise starts it
+    flat = torch.full((1, 4, 4), 0.3)
+    finder.step_finished(0, None)  # a step with no map (nothing evaluated): nothing learned
+    assert finder.state.first_strength is None
+    finder.step_finished(0, flat)
+    finder.step_finished(1, flat * 1.019)
+    assert finder.state.start_step is None and finder.start_step == 10
+    finder.step_finished(2, flat * 1.021)
+    assert finder.state.start_step == 3
+    finder.step_finished(3, flat * 0.5)  # once picked, later steps change nothing
+    finder.step_finished(4, None)
+    assert finder.state.start_step == 3 and sorted(finder.strengths) == [0, 1, 2]
+
+
 def run_guider(toy, guider, sampler_name, sigmas=None):
     sigmas = sigmas if sigmas is not None else custom.BasicScheduler.execute(toy["model"], "karras", STEPS,
                                                                               1.0).result[0]
