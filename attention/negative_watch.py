@@ -19,8 +19,6 @@ import torch
 
 from .record_model import cross_attention_blocks, cross_attention_module, observe_attention
 
-WATCH_KEY = "delayed_negative.auto_start"
-
 
 class NegativeWatch:
     """The negative's share maps of the positive branch, per step: {step: [batch, height, width]}."""

@@ -17,11 +17,11 @@ s+1's first model evaluation, so the switch lands on a whole step for every samp
 model evaluation is added.
 """
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
 
+from .negative_window import fraction_to_step
 from .notice import tell_user
 
 AUTO = "auto"
@@ -63,10 +63,6 @@ class AutoState:
         return first_step > 0 and self.schedule == schedule
 
 
-def step_of_fraction(fraction: float, steps: int) -> int:
-    return min(math.ceil(round(fraction * steps, 6)), steps)
-
-
 def strength(share_map: torch.Tensor) -> float:
     """The batch mean of each item's top-tenth mean of a [batch, height, width] share map."""
     values = share_map.flatten(1).float()
@@ -83,8 +79,8 @@ class CriticalStepFinder:
         self.settings = settings
         sigmas = tuple(float(sigma) for sigma in schedule)
         self.steps = steps = len(sigmas) - 1
-        self.earliest = step_of_fraction(settings.earliest, steps)
-        self.latest = step_of_fraction(settings.latest, steps)
+        self.earliest = fraction_to_step(settings.earliest, steps)
+        self.latest = fraction_to_step(settings.latest, steps)
         carried = state is not None and state.continues(sigmas, first_step)
         self.state = replace(state) if carried else AutoState(sigmas)  # the input LATENT's state stays as it was
         self.strengths: dict[int, float] = {}  # per step watched in this pass
@@ -116,7 +112,3 @@ class CriticalStepFinder:
     def choose(self, start: int, why: str) -> None:
         self.state.start_step = start
         tell_user(f"Automatic start: the negative prompt starts at step {start} of {self.steps} ({why}).")
-
-    def finish(self) -> int | None:
-        """The start once this pass is over: None if it is still to be found (in a later pass)."""
-        return self.state.start_step

@@ -5,8 +5,9 @@ schedule, start/end slicing, previews, progress bar), so that with the negative 
 step 0 the result is bit-identical to the stock node. Only the guider differs.
 
 The output LATENT also says when the negative starts (NEGATIVE_START_KEY: a step of the whole
-schedule; None for never, or an automatic start still to be found) and, for the automatic start, what it found (AUTO_STATE_KEY),
-so that the next pass of a two-pass workflow carries on from it.
+schedule; None for never, or an automatic start still to be found) and, for the automatic
+start, what it found (AUTO_STATE_KEY), so that the next pass of a two-pass workflow carries on
+from it.
 """
 
 import comfy.model_management

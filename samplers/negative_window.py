@@ -68,9 +68,14 @@ def to_step(value: float, unit: str, sigmas: list[float], name: str) -> int:
     if unit == "fraction of steps":
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} is {value:g}, but a fraction of steps lies between 0 and 1.")
-        # round() first so that 0.1 * 30 = 3.0000000000000004 still means step 3.
-        return min(math.ceil(round(value * steps, 6)), steps)
+        return fraction_to_step(value, steps)
     return sigma_to_step(value, sigmas, name)
+
+
+def fraction_to_step(fraction: float, steps: int) -> int:
+    """A fraction of `steps`, rounded up to a step (at most `steps`)."""
+    # round() first so that 0.1 * 30 = 3.0000000000000004 still means step 3.
+    return min(math.ceil(round(fraction * steps, 6)), steps)
 
 
 def sigma_to_step(sigma: float, sigmas: list[float], name: str) -> int:

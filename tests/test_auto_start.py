@@ -26,8 +26,9 @@ from delayed_negative.nodes.delayed_negative import (
     DelayedNegativeKSamplerAdvanced,
 )
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
-from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, step_of_fraction, strength
+from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, strength
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
+from delayed_negative.samplers.negative_window import fraction_to_step
 from tiny_dit_models import tiny_sd3
 from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
 
@@ -104,7 +105,7 @@ def test_the_allowed_steps_are_fractions_of_the_schedule_rounded_up():
     schedule = torch.linspace(14.6, 0.0, 11)  # ten steps
     finder = CriticalStepFinder(AutoStart(0.5, 0.1, 0.55), schedule)
     assert (finder.steps, finder.earliest, finder.latest) == (10, 1, 6)  # 0.55 x 10 = 5.5 -> step 6
-    assert step_of_fraction(0.1, 12) == 2 and step_of_fraction(0.1, 30) == 3 and step_of_fraction(1.0, 7) == 7
+    assert fraction_to_step(0.1, 12) == 2 and fraction_to_step(0.1, 30) == 3 and fraction_to_step(1.0, 7) == 7
     assert finder.state.start_step is None and finder.start_step == 6  # until it picks: the latest allowed
     at_once = CriticalStepFinder(AutoStart(0.5, 0.0, 0.0), schedule)
     assert at_once.state.start_step == 0  # latest 0: the negative from the first step, nothing to watch
