@@ -25,18 +25,20 @@ class Track:
 class AttentionMaps:
     """Cross-attention per step, word and batch item, averaged over heads and layers.
 
-    `maps` is float32 [steps, tracks, batch, height, width] at the latent's resolution, each value
+    `maps` is float32 [steps, tracks, items, height, width] at the latent's resolution, each value
     the share of a pixel's attention that went to the word's tokens. NaN marks a step at which
     the track's prompt was not in its branch (the negative before a delayed negative starts, the
     empty prompt after, or an unconditional branch skipped at cfg 1). `sigmas` are the sigmas
     the steps start at; `cfg` [steps] the cfg ComfyUI guided each step with (1: no guidance),
-    NaN where unknown, or None where it was not recorded.
+    NaN where unknown, or None where it was not recorded. The items are the batch's images; for a
+    video latent, each video's `frames` latent frames in order (item = video x frames + frame).
     """
 
     tracks: tuple[Track, ...]
     maps: torch.Tensor
     sigmas: tuple[float, ...]
     cfg: torch.Tensor | None = None
+    frames: int = 1
 
     @property
     def steps(self) -> int:

@@ -1,8 +1,9 @@
 """Attach an AttentionRecording to a clone of a MODEL through ComfyUI's documented hooks.
 
-- an attn2 replace patch on every cross-attention block chosen (set_model_attn2_replace):
+- on a UNet, an attn2 replace patch on every cross-attention block chosen (set_model_attn2_replace):
   returns exactly what ComfyUI's optimized attention returns (so the image is bit-identical)
-  and hands q and k to the recording on the side;
+  and hands q and k to the recording on the side; on a DiT, an attention override that does the
+  same at every image-to-text attention call (dit_hooks.py);
 - three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and
   learns the sampler's step pattern (samplers/step_clock.py), PREDICT_NOISE attributes each
   model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds;
@@ -15,7 +16,11 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.patcher_extension import WrappersMP
 
 from ..samplers.step_clock import StepClock
+from .dit_hooks import observe_dit_attention
+from .dit_layout import family_of
 from .recording import AttentionRecording
+
+DIT_FAMILIES = ("SD3.x", "Flux", "Chroma", "Qwen-Image", "Wan 2.x")
 
 WRAPPER_KEY = "delayed_negative.attention"
 LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
@@ -49,11 +54,7 @@ def cross_attention_module(diffusion_model, block: tuple[str, int], block_index:
 def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     """A clone of `model` that records into `recording`; the input model is left as it was."""
     patched = model.clone()
-    blocks = cross_attention_blocks(patched.get_model_object("diffusion_model"), layers)
-    if not blocks:
-        raise ValueError("This model has no UNet cross-attention blocks to record (attention maps work with "
-                         "SD1.x, SD2.x and SDXL UNets).")
-    observe_attention(patched, blocks, recording.add)
+    attach_recording(patched, recording, layers)
 
     def sampler_sample(executor, guider, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                        *args, **kwargs):
@@ -80,6 +81,21 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     patched.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise)
     patched.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch)
     return patched
+
+
+def attach_recording(patched, recording: AttentionRecording, layers: str) -> None:
+    """Hook the recording into a UNet's cross-attention blocks or a mapped DiT's text attention."""
+    blocks = cross_attention_blocks(patched.get_model_object("diffusion_model"), layers)
+    if blocks:
+        observe_attention(patched, blocks, recording.add)
+        return
+    family = family_of(patched)
+    if family is None:
+        raise ValueError(f"Attention maps do not cover this model ({type(patched.model).__name__}) yet: they work "
+                         f"with SD1.x, SD2.x and SDXL UNets and with {', '.join(DIT_FAMILIES)} DiT models.")
+    if layers != "all":
+        raise ValueError(f"{family[0]} is a DiT: it has no input, middle or output blocks. Set layers to 'all'.")
+    observe_dit_attention(patched, recording.add_text_attention)
 
 
 def observe_attention(patched, blocks: list[tuple[str, int]], observe) -> None:

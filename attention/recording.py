@@ -2,14 +2,16 @@
 
 A recording is attached to a model clone (see record_model.py). Each sampling run starts it
 afresh; every model evaluation is attributed to its sampler step by the same StepClock the
-delayed-negative guider uses, and every cross-attention call adds its maps, reduced on the
-device to [batch, words, latent height, latent width], into one running sum per step.
+delayed-negative guider uses, and every attention call to the text (a UNet's cross-attention,
+a DiT's joint or cross-attention) adds its maps, reduced on the device to [words, batch items,
+latent height, latent width], into one running sum per step. A video's items are its frames.
 """
 
 import torch
 
 from ..samplers.step_clock import StepClock
 from .maps import AttentionMaps, Track
+from .joint_share import text_probabilities
 from .probabilities import column_probabilities, word_sums
 
 BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
@@ -35,6 +37,9 @@ class AttentionRecording:
         self.clock = None
         self.step = 0
         self.prompt_of_cond = {}
+        self.tokens_of_cond = {}
+        self.batch = 0
+        self.frames = 1
 
     def set_columns(self, columns: dict[str, list[tuple[str, list[int]]]]):
         self.columns = columns
@@ -55,13 +60,16 @@ class AttentionRecording:
 
     def begin_run(self, clock: StepClock, sigmas, latent_shape):
         steps = len(sigmas) - 1
-        batch, height, width = latent_shape[0], latent_shape[-2], latent_shape[-1]
-        self.sums = torch.zeros(steps, len(self.tracks), batch, height, width, device=sigmas.device)
+        self.batch, height, width = latent_shape[0], latent_shape[-2], latent_shape[-1]
+        self.frames = latent_shape[2] if len(latent_shape) == 5 else 1  # video latents: maps per frame
+        items = self.batch * self.frames
+        self.sums = torch.zeros(steps, len(self.tracks), items, height, width, device=sigmas.device)
         self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
         self.sigmas = tuple(float(s) for s in sigmas[:-1])
         self.cfg = torch.full((steps,), float("nan"))
         self.clock = clock
         self.prompt_of_cond = {}  # cond uuids are new on every run
+        self.tokens_of_cond = {}
 
     def begin_evaluation(self, sigma: float):
         if self.clock is not None:
@@ -77,6 +85,8 @@ class AttentionRecording:
         for chunk, cond_list in enumerate(conds):
             for cond in cond_list or []:
                 self.prompt_of_cond[cond.get("uuid")] = self.prompt_of(chunk, cond)
+                crossattn = getattr(cond.get("model_conds", {}).get("c_crossattn"), "cond", None)
+                self.tokens_of_cond[cond.get("uuid")] = None if crossattn is None else crossattn.shape[1]
 
     def prompt_of(self, chunk: int, cond: dict) -> str:
         if chunk == 0:
@@ -89,44 +99,81 @@ class AttentionRecording:
             return "empty"
         return "negative"
 
-    def columns_to_gather(self, prompt: str, tokens: int, device):
+    def columns_to_gather(self, prompt: str, tokens: int, device, own_tokens: int | None = None):
         """(sorted columns, each word's columns, the columns as an index tensor) for a prompt whose
-        encoding has `tokens` columns; worked out once, not on every cross-attention call."""
-        key = (prompt, tokens, device)
+        encoding has `tokens` columns; worked out once, not on every attention call.
+
+        When ComfyUI batches prompts of different lengths (a two-chunk positive beside a one-chunk
+        negative) it repeats the shorter one's tokens up to the longer's: `own_tokens` is the
+        prompt's own length, and a word's columns in every copy count.
+        """
+        key = (prompt, tokens, device, own_tokens)
         if key not in self.gather:
-            words = [[c for c in columns if c < tokens] for _, columns in self.columns[prompt]]
+            own = own_tokens if own_tokens and tokens % own_tokens == 0 else tokens
+            words = [[c + copy * own for copy in range(tokens // own) for c in columns if c < own]
+                     for _, columns in self.columns[prompt]]
             columns = sorted({c for word in words for c in word})
             self.gather[key] = columns, words, torch.tensor(columns, device=device)
         return self.gather[key]
 
     def add(self, q, k, heads, extra_options):
-        """Add one cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
+        """Add one UNet cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
         if self.sums is None:
             return
-        chunks = extra_options.get("cond_or_uncond", [])
-        uuids = extra_options.get("uuids", [None] * len(chunks))
         height, width = extra_options["activations_shape"][-2:]  # this layer's resolution
-        batch = self.sums.shape[2]
-        if tuple(extra_options["original_shape"][-2:]) != tuple(self.sums.shape[-2:]) \
-                or q.shape[0] != batch * len(chunks):
+        if tuple(extra_options["original_shape"][-2:]) != tuple(self.sums.shape[-2:]):
             return  # an area-restricted chunk (ConditioningSetArea): its maps do not cover the image
-        for index, uuid in enumerate(uuids):
-            prompt = self.prompt_of_cond.get(uuid, "positive" if chunks[index] == 0 else "negative")
-            words = self.columns.get(prompt)
-            if not words:
-                continue
-            columns, word_columns, index_tensor = self.columns_to_gather(prompt, k.shape[1], q.device)
-            if not columns:
-                continue
-            rows = slice(index * batch, (index + 1) * batch)
-            probabilities = column_probabilities(q[rows], k[rows], heads, index_tensor)
-            per_word = word_sums(probabilities, word_columns, columns)
-            maps = per_word.reshape(batch, len(words), height, width)
+
+        def probabilities(rows, columns):
+            return column_probabilities(q[rows], k[rows], heads, columns)
+
+        def to_latent(per_word):
+            maps = per_word.reshape(per_word.shape[0], per_word.shape[1], height, width)
             if (height, width) != tuple(self.sums.shape[-2:]):
                 maps = torch.nn.functional.interpolate(maps, size=self.sums.shape[-2:], mode="bilinear",
                                                        align_corners=False)
+            return maps.transpose(0, 1)
+
+        self.add_call(extra_options, q.shape[0], k.shape[1], q.device, probabilities, to_latent)
+
+    def add_text_attention(self, call, layout):
+        """Add one DiT attention call's maps: the image tokens' share of each word's text columns
+        (joint attention's exact share, see joint_share.py), for a dit_hooks.TextAttentionCall."""
+        if self.sums is None or (layout.latent[0] * self.batch, *layout.latent[1:]) != tuple(self.sums.shape[2:]):
+            return  # an area-restricted chunk: its maps do not cover the image
+        image = slice(layout.image_start, layout.image_start + layout.image_tokens)
+        queries, mask = call.queries[:, :, image], call.mask
+        if mask is not None and mask.ndim >= 2 and mask.shape[-2] > 1:
+            mask = mask[..., image, :]
+
+        def probabilities(rows, columns):
+            rows_mask = mask[rows] if mask is not None and mask.ndim == 4 and mask.shape[0] > 1 else mask
+            return text_probabilities(queries[rows], call.keys[rows], columns + layout.text_start, rows_mask)
+
+        self.add_call(call.options, queries.shape[0], layout.text_tokens, queries.device, probabilities,
+                      layout.to_latent)
+
+    def add_call(self, options, rows, tokens, device, probabilities, to_latent):
+        """Add one attention call: `probabilities(rows, columns)` gives [batch, pixels, columns] for
+        a chunk's rows and its prompt's text columns; `to_latent` turns [batch, words, pixels] into
+        [words, batch items, height, width] at the latent's resolution."""
+        chunks = options.get("cond_or_uncond", [])
+        uuids = options.get("uuids", [None] * len(chunks))
+        batch = self.batch
+        if rows != batch * len(chunks):
+            return  # an area-restricted chunk batched on its own
+        for index, uuid in enumerate(uuids):
+            prompt = self.prompt_of_cond.get(uuid, "positive" if chunks[index] == 0 else "negative")
+            if not self.columns.get(prompt):
+                continue
+            columns, word_columns, index_tensor = self.columns_to_gather(prompt, tokens, device,
+                                                                         self.tokens_of_cond.get(uuid))
+            if not columns:
+                continue
+            chunk_rows = slice(index * batch, (index + 1) * batch)
+            per_word = word_sums(probabilities(chunk_rows, index_tensor), word_columns, columns)
             ids = self.track_ids[prompt]
-            self.sums[self.step, ids] += maps.transpose(0, 1).to(self.sums)
+            self.sums[self.step, ids] += to_latent(per_word).to(self.sums)
             self.counts[self.step, ids] += 1
 
     # --- read by the nodes ------------------------------------------------------------------
@@ -138,4 +185,4 @@ class AttentionRecording:
                              "to the sampler, and the sampler's LATENT output to Collect Attention Maps.")
         counts = self.counts[:, :, None, None, None]
         maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
-        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone())
+        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames)

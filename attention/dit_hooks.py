@@ -1,0 +1,70 @@
+"""Show every text attention call of a DiT to an observer, through ComfyUI's documented route.
+
+ComfyUI passes `transformer_options` into its optimized attention for the DiT families (0.3.75
+and 0.33 alike), and the attention functions hand each call to
+`transformer_options["optimized_attention_override"](func, *args, **kwargs)` when one is set.
+On a clone of the model we set an override that returns exactly what would have run without it
+(the previous override if another node set one, else ComfyUI's own function: the image stays
+bit-identical) and shows the call's queries and keys to the observer. An APPLY_MODEL wrapper
+tells it each evaluation's token layout (dit_layout.py); calls that are not the image attending
+to the text (image self-attention, a Wan image-prompt call) are left alone.
+"""
+
+from comfy.patcher_extension import WrappersMP
+
+from .dit_layout import TokenLayout, family_of, patch_size
+
+WRAPPER_KEY = "delayed_negative.dit_attention"
+OVERRIDE = "optimized_attention_override"
+
+
+class TextAttentionCall:
+    """The queries, keys and mask of one attention call, heads first: [batch, heads, tokens, dim]."""
+
+    def __init__(self, args, kwargs):
+        queries, keys = args[0], args[1]
+        heads = args[3] if len(args) > 3 else kwargs["heads"]
+        self.mask = args[4] if len(args) > 4 else kwargs.get("mask")
+        if not (args[6] if len(args) > 6 else kwargs.get("skip_reshape", False)):
+            queries, keys = (heads_first(tensor, heads) for tensor in (queries, keys))
+        self.queries, self.keys = queries, keys
+        self.options = kwargs.get("transformer_options") or {}
+
+
+def heads_first(tensor, heads: int):
+    batch, tokens, inner = tensor.shape
+    return tensor.reshape(batch, tokens, heads, inner // heads).transpose(1, 2)
+
+
+def observe_dit_attention(patched, observe) -> None:
+    """On the clone `patched` (a mapped DiT family, see dit_layout.FAMILIES), call
+    `observe(call: TextAttentionCall, layout: TokenLayout)` at every image-to-text attention call."""
+    diffusion_model = patched.get_model_object("diffusion_model")
+    _family, joint = family_of(patched)
+    patch = patch_size(diffusion_model)
+    registers = int(getattr(diffusion_model, "register_length", 0) or 0)
+    current = {"layout": None}
+
+    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, *args, **kwargs):
+        latent = (x.shape[2] if x.ndim == 5 else 1, x.shape[-2], x.shape[-1])
+        current["layout"] = None if c_crossattn is None else \
+            TokenLayout(joint, registers, c_crossattn.shape[1], patch, latent)
+        try:
+            return executor(x, t, c_concat, c_crossattn, *args, **kwargs)
+        finally:
+            current["layout"] = None
+
+    options = patched.model_options.setdefault("transformer_options", {})
+    previous = options.get(OVERRIDE)
+
+    def override(func, *args, **kwargs):
+        out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
+        layout = current["layout"]
+        if layout is not None:
+            call = TextAttentionCall(args, kwargs)
+            if layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
+                observe(call, layout)
+        return out
+
+    options[OVERRIDE] = override
+    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model)

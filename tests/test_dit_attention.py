@@ -1,0 +1,143 @@
+"""Attention maps on the DiT families: SD3.x (MMDiT), Flux with CFG, Qwen-Image and Wan 2.1 video,
+each a small in-memory model of ComfyUI's own classes (devtools/tiny_dit_models.py), sampled by
+KSampler (Delayed Negative) with the recording on the model.
+
+The reference takes every attention call's queries and keys from its own attention override
+(the arguments ComfyUI hands the attention function: after RoPE and the q/k norms), keeps the
+calls whose keys hold the text (12 text tokens first and 16 image tokens per frame after them in
+joint attention; the 12 text tokens alone in Wan's cross-attention), writes softmax(q·kᵀ/√d) out
+per head in float64 over the *whole* key axis, sums the word's columns over the image queries,
+averages the heads, lays the 4 x 4 image tokens of each frame on the 8 x 8 latent (each token
+covers a 2 x 2 patch) and averages the calls of each step. Conditioning tensors are random ones
+of each family's text width, so the words' columns are written by hand.
+"""
+
+import math
+
+import pytest
+import torch
+
+from delayed_negative.attention.record_model import record_attention
+from delayed_negative.attention.recording import AttentionRecording
+from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
+from tiny_dit_models import FAMILIES, TEXT_TOKENS
+
+SEED, STEPS, CFG, START = 11, 4, 4.0, 2
+COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],
+           "empty": [("<end>", [1])]}
+TEXT_CALLS_PER_EVALUATION = {"sd3": 2, "flux": 2, "qwen_image": 1, "wan21": 1}  # blocks attending to the text
+JOINT = {"sd3": True, "flux": True, "qwen_image": True, "wan21": False}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES), ids=list(FAMILIES))
+def family(request):
+    spec = FAMILIES[request.param]
+    generator = torch.Generator().manual_seed(3)
+    prompts = {name: spec.conditioning(generator) for name in ("positive", "negative", "empty")}
+    return {"name": request.param, "model": spec.build(), "latent": {"samples": torch.zeros(spec.latent_shape)},
+            **prompts}
+
+
+def new_recording(family):
+    return AttentionRecording(COLUMNS, family["empty"][0][0])
+
+
+def sample(family, model, sampler="euler", start=START):
+    return DelayedNegativeKSampler.execute(
+        model, SEED, STEPS, CFG, sampler, "simple", family["positive"], family["negative"], family["latent"], 1.0,
+        start, -1.0, "step", "early conditioning", None, family["empty"]).result[0]["samples"]
+
+
+def capture_attention(model):
+    """A clone whose every attention call appends (q, k, heads, cond_or_uncond), heads first."""
+    clone, calls = model.clone(), []
+
+    def override(func, *args, **kwargs):
+        q, k = args[0], args[1]
+        heads = args[3] if len(args) > 3 else kwargs["heads"]
+        if not kwargs.get("skip_reshape", False):
+            q, k = (t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2) for t in (q, k))
+        calls.append((q.detach().clone(), k.detach().clone(), list(kwargs["transformer_options"]["cond_or_uncond"])))
+        return func(*args, **kwargs)
+
+    clone.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
+    return clone, calls
+
+
+def reference_maps(family, calls, frames):
+    """{prompt: [steps, words, frames, 8, 8]}: the explicit softmax of every text call, by step (euler:
+    one evaluation per step, the calls of an evaluation in order)."""
+    joint = JOINT[family["name"]]
+    tokens_per_frame = 16
+    image_tokens = frames * tokens_per_frame
+    lengths = (TEXT_TOKENS + image_tokens,) * 2 if joint else (image_tokens, TEXT_TOKENS)
+    text_calls = [c for c in calls if (c[0].shape[2], c[1].shape[2]) == lengths]
+    per_evaluation = TEXT_CALLS_PER_EVALUATION[family["name"]]
+    assert len(text_calls) == STEPS * per_evaluation
+    sums = {}
+    for number, (q, k, chunks) in enumerate(text_calls):
+        step = number // per_evaluation
+        first = TEXT_TOKENS if joint else 0
+        q_image = q[:, :, first:first + image_tokens].double()
+        scores = q_image @ k.double().transpose(-1, -2) / math.sqrt(q.shape[-1])
+        probabilities = torch.softmax(scores, dim=-1)
+        for index, chunk in enumerate(chunks):
+            prompt = "positive" if chunk == 0 else ("negative" if step >= START else "empty")
+            words = []
+            for _word, columns in COLUMNS[prompt]:
+                share = probabilities[index:index + 1, :, :, columns].sum(-1).mean(1)  # [1, image tokens]
+                grid = share.reshape(frames, 4, 4).repeat_interleave(2, 1).repeat_interleave(2, 2)
+                words.append(grid)
+            sums.setdefault((prompt, step), []).append(torch.stack(words))
+    return {key: torch.stack(value).mean(0) for key, value in sums.items()}
+
+
+def test_maps_equal_an_explicit_softmax_over_the_whole_joint_sequence(family):
+    recording = new_recording(family)
+    sample(family, record_attention(family["model"], recording))
+    maps = recording.snapshot()
+    frames = family["latent"]["samples"].shape[2] if family["latent"]["samples"].ndim == 5 else 1
+    assert maps.frames == frames and maps.maps.shape[2:] == (frames, 8, 8)
+    clone, calls = capture_attention(family["model"])
+    sample(family, clone)
+    reference = reference_maps(family, calls, frames)
+    for (prompt, step), expected in reference.items():
+        ids = [i for i, track in enumerate(maps.tracks) if track.prompt == prompt]
+        got = maps.maps[step, ids].double()
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6, msg=f"{prompt} at step {step}")
+    assert len(reference) == 2 * STEPS  # each step: the positive and one unconditional prompt
+
+
+def test_the_latent_is_bit_identical(family):
+    recording = new_recording(family)
+    assert torch.equal(sample(family, record_attention(family["model"], recording)), sample(family, family["model"]))
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m"])
+def test_each_step_counts_the_text_blocks_times_the_sampler_s_evaluations(family, sampler):
+    recording = new_recording(family)
+    sample(family, record_attention(family["model"], recording), sampler)
+    evaluations = [2, 2, 2, 1] if sampler == "heun" else [1] * STEPS
+    layers = TEXT_CALLS_PER_EVALUATION[family["name"]]
+    for track, counts in zip(recording.tracks, recording.counts.T.tolist()):
+        expected = [layers * e if (track.prompt != "empty" or s < START) and (track.prompt != "negative" or s >= START)
+                    else 0 for s, e in enumerate(evaluations)]
+        assert counts == expected, track
+
+
+def test_branches_apart_the_empty_prompt_before_the_start_and_the_negative_after(family):
+    recording = new_recording(family)
+    sample(family, record_attention(family["model"], recording))
+    maps = recording.snapshot()
+    by_prompt = {track.prompt: index for index, track in enumerate(maps.tracks)}
+    negative, empty = maps.maps[:, by_prompt["negative"]], maps.maps[:, by_prompt["empty"]]
+    assert negative[:START].isnan().all() and not negative[START:].isnan().any()
+    assert not empty[:START].isnan().any() and empty[START:].isnan().all()
+    assert not maps.maps[:, by_prompt["positive"]].isnan().any()
+
+
+def test_the_input_model_is_left_as_it_was(family):
+    model = family["model"]
+    before = dict(model.model_options.get("transformer_options", {}))
+    record_attention(model, new_recording(family))
+    assert model.model_options.get("transformer_options", {}) == before
