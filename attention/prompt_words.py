@@ -64,7 +64,7 @@ class PromptWord:
         return _bare(requested).lower() in self._names
 
 
-def special_columns(tokens: dict) -> dict[str, list[int]]:
+def special_columns(tokens: dict, key: str | None = None) -> dict[str, list[int]]:
     """Columns of the ``<start>`` and ``<end>`` token of every chunk.
 
     ``tokens`` is what ``clip.tokenize(text, return_word_ids=True)`` returns. Returns
@@ -74,7 +74,7 @@ def special_columns(tokens: dict) -> dict[str, list[int]]:
     """
     starts, ends = [], []
     offset = 0
-    for chunk in _word_id_chunks(tokens):
+    for chunk in _word_id_chunks(tokens, key):
         word_ids = [word_id for _token, _weight, word_id in chunk]
         content = [position for position, word_id in enumerate(word_ids) if word_id != 0]
         has_start = bool(word_ids) and word_ids[0] == 0
@@ -87,18 +87,45 @@ def special_columns(tokens: dict) -> dict[str, list[int]]:
     return {START: starts, END: ends}
 
 
-def prompt_words(tokens: dict, prompt: str, prompt_label: str = "prompt") -> list[PromptWord]:
-    """The words of ``prompt`` in order, each with its token columns.
+@dataclass(frozen=True)
+class TokenizerPart:
+    """How to read one tokenizer's part of what ``clip.tokenize`` returns.
+
+    ``key`` is its key in the tokens ("l", "g", "t5xxl", "umt5xxl", "qwen25_7b"; None: the first
+    CLIP key); ``encode`` gives the ids that tokenizer makes of a piece of text; ``template`` is
+    the text it really reads around the prompt (Qwen-Image's chat template); ``weights`` is False
+    when it reads the text whole, without ComfyUI's (word:1.2) weights cutting it into pieces.
+    """
+
+    key: str | None = None
+    encode: object = None
+    template: str = "{}"
+    weights: bool = True
+
+    def read_text(self, prompt: str) -> tuple[str, tuple[int, int]]:
+        """The text the tokenizer reads, and where the prompt sits in it."""
+        head = self.template.split("{}")[0]
+        return self.template.format(prompt), (len(head), len(head) + len(prompt))
+
+
+CLIP_PART = TokenizerPart()
+
+
+def prompt_words(tokens: dict, prompt: str, prompt_label: str = "prompt",
+                 part: TokenizerPart = CLIP_PART) -> list[PromptWord]:
+    """The words of ``prompt`` in order, each with its token columns in ``part``'s tokens.
 
     ``tokens`` must be what ``clip.tokenize(prompt, return_word_ids=True)`` returned for this very
     text. ``prompt_label`` ("positive prompt", ...) names the prompt in error messages. Raises
-    ``ValueError`` when the tokens do not come from a CLIP tokenizer reading this text.
+    ``ValueError`` when the tokens do not come from the part's tokenizer reading this text.
     """
     from comfy import sd1_clip  # imported late: importing it sets up ComfyUI's devices
 
-    reader = _PieceReader(_tokens_by_word_id(_word_id_chunks(tokens)))
-    for piece in _pieces(prompt, sd1_clip):
-        if not reader.read(piece):
+    text, span = part.read_text(prompt)
+    reader = _PieceReader(_tokens_by_word_id(_word_id_chunks(tokens, part.key)), part.encode or clip_encode)
+    pieces = _pieces(text, sd1_clip, part.weights)
+    for piece in pieces:
+        if not reader.read(piece, span if part.template != "{}" else None):
             raise _mismatch(prompt_label)
     if not reader.used_every_word_id():
         raise _mismatch(prompt_label)
@@ -111,21 +138,22 @@ class _PieceReader:
     Each ``read`` returns False when the piece's tokens are not the ones under the next word id.
     """
 
-    def __init__(self, groups: dict[int, list[tuple[int, object]]]):
+    def __init__(self, groups: dict[int, list[tuple[int, object]]], encode):
         self.groups = groups
+        self.encode = encode
         self.next_id = 1
         self.words: list[PromptWord] = []
 
-    def read(self, piece: str) -> bool:
+    def read(self, piece: str, span=None) -> bool:
         if piece.startswith(EMBEDDING_PREFIX):
             return self._read_embedding(piece)
-        return self._read_text(piece)
+        return self._read_text(piece, span)
 
     def used_every_word_id(self) -> bool:
         return all(word_id < self.next_id for word_id in self.groups)
 
-    def _read_text(self, piece: str) -> bool:
-        piece_words = _split_piece(piece, self.groups.get(self.next_id, []))
+    def _read_text(self, piece: str, span=None) -> bool:
+        piece_words = _split_piece(piece, self.groups.get(self.next_id, []), self.encode, span)
         if piece_words is None:
             return False
         self.words += piece_words
@@ -142,7 +170,7 @@ class _PieceReader:
             self.next_id += 1
             leftover = leftovers[-1]
             after = self.groups.get(self.next_id, [])
-            if len(leftovers) == 2 and _split_piece(leftovers[0], after) is not None:
+            if len(leftovers) == 2 and _split_piece(leftovers[0], after, self.encode) is not None:
                 name, leftover = name.strip(","), leftovers[0]  # found only without its commas
             self.words.append(PromptWord(EMBEDDING_PREFIX + name, tuple(c for c, _t in group), True))
         else:
@@ -153,7 +181,7 @@ class _PieceReader:
 
 
 def find_word_columns(
-    tokens: dict, prompt: str, words: list[str], prompt_label: str = "prompt"
+    tokens: dict, prompt: str, words: list[str], prompt_label: str = "prompt", part: TokenizerPart = CLIP_PART
 ) -> dict[str, list[int]]:
     """Token columns of each requested word of a prompt.
 
@@ -175,11 +203,11 @@ def find_word_columns(
         if not wanted:
             continue
         if wanted.lower() in (START, END):
-            specials = specials or special_columns(tokens)
+            specials = specials or special_columns(tokens, part.key)
             columns_by_word[requested] = specials[wanted.lower()]
             continue
         if known_words is None:
-            known_words = prompt_words(tokens, prompt, prompt_label)
+            known_words = prompt_words(tokens, prompt, prompt_label, part)
         columns_by_word[requested] = _phrase_columns(wanted, known_words, prompt_label)
     return columns_by_word
 
@@ -209,11 +237,11 @@ def _phrase_columns(phrase: str, known_words: list[PromptWord], prompt_label: st
     return sorted(columns)
 
 
-def _word_id_chunks(tokens: dict) -> list[list[tuple]]:
+def _word_id_chunks(tokens: dict, key: str | None = None) -> list[list[tuple]]:
     # SDXL gives "g" and "l" with the same 77-token layout and the same word ids (only the padding
     # token differs), and its cross-attention reads their features joined per token, so either
     # names the same columns; we take the first key in sorted order, "g" for SDXL.
-    for key in sorted(tokens):
+    for key in [key] if key else sorted(tokens):
         chunks = tokens[key]
         if chunks and all(len(token) == 3 for chunk in chunks for token in chunk):
             return chunks
@@ -233,10 +261,11 @@ def _tokens_by_word_id(chunks: list[list[tuple]]) -> dict[int, list[tuple[int, o
     return groups
 
 
-def _pieces(prompt: str, sd1_clip) -> list[str]:
+def _pieces(prompt: str, sd1_clip, weights: bool = True) -> list[str]:
     """The prompt cut the way SDTokenizer.tokenize_with_weights cuts it, one piece per word id."""
     pieces = []
-    for segment, _weight in sd1_clip.token_weights(sd1_clip.escape_important(prompt), 1.0):
+    escaped = sd1_clip.escape_important(prompt)
+    for segment, _weight in sd1_clip.token_weights(escaped, 1.0) if weights else [(escaped, 1.0)]:
         text = sd1_clip.unescape_important(segment)
         split = re.split(" {0}|\n{0}".format(EMBEDDING_PREFIX), text)
         pieces += [piece for piece in [split[0]] + [EMBEDDING_PREFIX + s for s in split[1:]] if piece != ""]
@@ -258,33 +287,50 @@ def _embedding_name_and_leftovers(piece: str) -> tuple[str, list[str]]:
     return name, [rest]
 
 
-def _split_piece(piece: str, group: list[tuple[int, object]]) -> list[PromptWord] | None:
-    """The piece's words with their columns, or None when its tokens are not these."""
+def _split_piece(piece: str, group: list[tuple[int, object]], encode, span=None) -> list[PromptWord] | None:
+    """The piece's words with their columns, or None when its tokens are not these.
+
+    Tokenizers read a piece whole; a word's tokens are those the piece gains when it is read up to
+    the word's end (CLIP and sentencepiece never join characters across whitespace, and byte-level
+    BPE only joins a space to the word after it), checked to be a prefix of the piece's tokens.
+    `span` (start, end) limits the words to the part of the piece the user typed (a chat template
+    around a prompt); tokens after the last word (a trailing space) belong to no word.
+    """
     columns = [column for column, _token in group]
     token_ids = [token for _column, token in group]
+    if encode(piece) != token_ids:
+        return None
+    low, high = span or (0, len(piece))
+    read = _prefix_length(piece, low, encode, token_ids) if low else 0
     words = []
-    position = 0
-    for typed in piece.split():
-        word_ids = _token_ids(typed)
-        if token_ids[position:position + len(word_ids)] != word_ids:
+    for match in re.finditer(r"\S+", piece[low:high]):
+        start, end = low + match.start(), low + match.end()
+        done = _prefix_length(piece, end, encode, token_ids)
+        if read is None or done is None or done < read:
             return None
-        core_start, core_end = _core_token_span(typed, word_ids)
-        words.append(PromptWord(_bare(typed), tuple(columns[position + core_start:position + core_end])))
-        position += len(word_ids)
-    return words if position == len(token_ids) else None
+        first, last = _core_token_span(piece, start, match.group(), encode, token_ids, read, done)
+        words.append(PromptWord(_bare(match.group()), tuple(columns[first:last])))
+        read = done
+    return words
 
 
-def _core_token_span(typed: str, word_ids: list[int]) -> tuple[int, int]:
+def _prefix_length(piece: str, end: int, encode, token_ids: list) -> int | None:
+    """How many of the piece's tokens the text up to `end` reads, or None when they are not a prefix."""
+    prefix = encode(piece[:end])
+    return len(prefix) if token_ids[:len(prefix)] == prefix else None
+
+
+def _core_token_span(piece: str, start: int, typed: str, encode, token_ids: list, first: int, last: int):
     """Which of a word's tokens are the word itself and not the punctuation around it ("man," -> man)."""
     alnum = [i for i, ch in enumerate(typed) if ch.isalnum()]
     if not alnum:
-        return 0, len(word_ids)
-    head, core, tail = typed[:alnum[0]], typed[alnum[0]:alnum[-1] + 1], typed[alnum[-1] + 1:]
-    head_ids, core_ids, tail_ids = (_token_ids(part) if part else [] for part in (head, core, tail))
-    if head_ids + core_ids + tail_ids != word_ids:
-        # CLIP read the punctuation together with letters ("'twas" is "'t" "was"): keep them all.
-        return 0, len(word_ids)
-    return len(head_ids), len(head_ids) + len(core_ids)
+        return first, last
+    core_start = _prefix_length(piece, start + alnum[0], encode, token_ids) if alnum[0] else first
+    core_end = _prefix_length(piece, start + alnum[-1] + 1, encode, token_ids)
+    if core_start is None or core_end is None or not first <= core_start < core_end <= last:
+        # the tokenizer read the punctuation together with letters ("'twas" is "'t" "was"): keep them all
+        return first, last
+    return core_start, core_end
 
 
 def _bare(word: str) -> str:
@@ -293,14 +339,15 @@ def _bare(word: str) -> str:
     return word[alnum[0]:alnum[-1] + 1] if alnum else word
 
 
+def clip_encode(text: str) -> list[int]:
+    """The ids ComfyUI's CLIP tokenizer gives a piece of text (without the start and end token
+    the Hugging Face tokenizer adds to every call, as SDTokenizer drops them)."""
+    return list(_clip_encode_cached(text))
+
+
 @functools.lru_cache(maxsize=4096)
-def _token_ids_cached(word: str) -> tuple[int, ...]:
-    # SDTokenizer drops the start and end token the Hugging Face tokenizer adds to every call.
-    return tuple(_clip_text_tokenizer()(word)["input_ids"][1:-1])
-
-
-def _token_ids(word: str) -> list[int]:
-    return list(_token_ids_cached(word))
+def _clip_encode_cached(text: str) -> tuple[int, ...]:
+    return tuple(_clip_text_tokenizer()(text)["input_ids"][1:-1])
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,7 +5,8 @@ time from the conditioning the sampler was given (conditioning_prompts.py).
 """
 
 from .conditioning_prompts import prompt_of_branch
-from .prompt_words import END, find_word_columns, prompt_words
+from .prompt_words import END
+from .text_encoders import every_word, word_columns
 
 BRANCHES = ("positive", "negative")
 
@@ -18,9 +19,8 @@ def columns_for(clip, prompt: str, words: str, label: str) -> list[tuple[str, li
     """[(word, columns)] for a comma-separated list of words of `prompt`; an empty list: every word."""
     if not prompt.strip():
         return []
-    tokens = clip.tokenize(prompt, return_word_ids=True)
-    wanted = chosen_words(words) or [word.text for word in prompt_words(tokens, prompt, label) if word.columns]
-    found = find_word_columns(tokens, prompt, wanted, label)
+    wanted = chosen_words(words) or every_word(clip, prompt, label)
+    found = word_columns(clip, prompt, wanted, label)
     return [(word, columns) for word, columns in found.items() if columns]
 
 
@@ -36,8 +36,7 @@ def recording_columns(clip, positive_prompt: str, negative_prompt: str, positive
 
 
 def empty_columns(clip) -> list[tuple[str, list[int]]]:
-    empty = clip.tokenize("", return_word_ids=True)
-    return list(find_word_columns(empty, "", [END], "empty prompt").items())
+    return list(word_columns(clip, "", [END], "empty prompt").items())
 
 
 class ColumnsFromConditioning:

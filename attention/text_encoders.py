@@ -1,0 +1,105 @@
+"""Which tokenizer's tokens sit where in the conditioning a CLIP (text encoder) makes.
+
+A word's columns are its tokens' positions along the conditioning's token axis, the axis the
+model's attention keys run over. Each text encoder lays that axis out its own way:
+- SD1.x, SD2.x, SDXL: CLIP chunks of 77 (prompt_words.py);
+- SD3.x: CLIP-L and CLIP-G joined per token (77 per chunk), then the T5-XXL tokens, each part
+  present when its encoder is loaded;
+- Flux and Chroma: T5-XXL tokens only (Flux's CLIP-L gives the pooled vector, no tokens);
+- Wan 2.x: UMT5-XXL tokens;
+- Qwen-Image: Qwen2.5-VL tokens of the prompt inside a chat template, whose head the encoder
+  drops (ComfyUI's rule: from the second <|im_start|>, past "user\n").
+A word found in two parts (SD3's CLIP and T5) gets the columns of both.
+"""
+
+from .prompt_words import CLIP_PART, END, TokenizerPart, find_word_columns, prompt_words
+
+QWEN_IM_START, QWEN_USER, QWEN_NEWLINE = 151644, 872, 198  # as ComfyUI's QwenImageTEModel reads them
+
+
+def token_parts(clip, tokens: dict) -> list[tuple[TokenizerPart, int]]:
+    """[(part, offset)]: each tokenizer part in the conditioning, and the column its token 0 lands on."""
+    keys, model = set(tokens), clip.cond_stage_model
+    if keys <= {"l", "g"}:
+        return [(CLIP_PART, 0)]
+    if {"g", "t5xxl"} <= keys:  # SD3.x
+        parts = []
+        if getattr(model, "clip_l", None) is not None or getattr(model, "clip_g", None) is not None:
+            parts.append((CLIP_PART, 0))
+        if getattr(model, "t5xxl", None) is not None:
+            parts.append((sub_part(clip, "t5xxl"), sum(len(chunk) for chunk in tokens["l"]) if parts else 0))
+        return parts
+    for key in ("t5xxl", "umt5xxl"):
+        if key in keys:
+            return [(sub_part(clip, key), 0)]
+    if "qwen25_7b" in keys:
+        sub = sub_tokenizer(clip.tokenizer, "qwen25_7b")
+        part = TokenizerPart("qwen25_7b", encoder(sub), sub_template(clip.tokenizer), weights=False)
+        return [(part, -qwen_template_end(tokens["qwen25_7b"]))]
+    raise ValueError(f"Word maps do not know this text encoder (its tokens: {', '.join(sorted(keys))}) yet: they "
+                     "work with the CLIP, T5-XXL, UMT5-XXL and Qwen2.5-VL encoders of SD1.x/SDXL, SD3.x, Flux, "
+                     "Chroma, Wan and Qwen-Image.")
+
+
+def word_columns(clip, prompt: str, words: list[str], prompt_label: str) -> dict[str, list[int]]:
+    """{word: sorted columns in the conditioning} for the requested words of `prompt`."""
+    tokens = clip.tokenize(prompt, return_word_ids=True)
+    found: dict[str, set[int]] = {word: set() for word in words if word.strip()}
+    for part, offset in token_parts(clip, tokens):
+        for word, columns in find_word_columns(tokens, prompt, words, prompt_label, part).items():
+            if part.template != "{}" and word.strip().lower() == END:
+                columns = [end_of_prompt(part, tokens, prompt)]
+            found[word].update(c + offset for c in columns if c + offset >= 0)
+    return {word: sorted(columns) for word, columns in found.items()}
+
+
+def every_word(clip, prompt: str, prompt_label: str) -> list[str]:
+    """The words of `prompt` that have tokens, in order (read from its first tokenizer part)."""
+    tokens = clip.tokenize(prompt, return_word_ids=True)
+    part, _offset = token_parts(clip, tokens)[0]
+    return [word.text for word in prompt_words(tokens, prompt, prompt_label, part) if word.columns]
+
+
+def end_of_prompt(part: TokenizerPart, tokens: dict, prompt: str) -> int:
+    """A templated prompt's <end>: the template's first token after the prompt (<|im_end|>)."""
+    text, (_start, end) = part.read_text(prompt)
+    return len(part.encode(text[:end]))
+
+
+def qwen_template_end(chunks: list[list[tuple]]) -> int:
+    """How many leading tokens ComfyUI's Qwen-Image text encoder drops (QwenImageTEModel's rule)."""
+    ids = [token[0] for token in chunks[0]]
+    starts = [i for i, token in enumerate(ids) if token == QWEN_IM_START][:2]
+    end = starts[-1] if starts else -1
+    if len(ids) > end + 3 and ids[end + 1:end + 3] == [QWEN_USER, QWEN_NEWLINE]:
+        end += 3
+    return max(end, 0)
+
+
+def sub_part(clip, key: str) -> TokenizerPart:
+    return TokenizerPart(key, encoder(sub_tokenizer(clip.tokenizer, key)))
+
+
+def sub_tokenizer(tokenizer, key: str):
+    """The SDTokenizer behind one key of `tokenizer.tokenize_with_weights`'s output."""
+    if getattr(tokenizer, "clip_name", None) == key:
+        return getattr(tokenizer, tokenizer.clip)
+    for name in (key, f"clip_{key}"):
+        sub = getattr(tokenizer, name, None)
+        if sub is not None and hasattr(sub, "tokenizer"):
+            return sub
+    raise ValueError(f"This CLIP's tokenizer has no '{key}' part.")
+
+
+def encoder(sub):
+    """The ids an SDTokenizer gives one piece of text, as its tokenize_with_weights slices them."""
+    end = -1 if sub.tokenizer_adds_end_token else None
+
+    def encode(text: str) -> list[int]:
+        return list(sub.tokenizer(text)["input_ids"][sub.tokens_start:end])
+
+    return encode
+
+
+def sub_template(tokenizer) -> str:
+    return getattr(tokenizer, "llama_template", "{}")

@@ -1,0 +1,141 @@
+"""Words to conditioning columns for the DiT families' text encoders, with ComfyUI's own tokenizers.
+
+The tokenizers are ComfyUI's real classes and vocabularies (SD3's CLIP-L + CLIP-G + T5-XXL, Flux's
+CLIP-L + T5-XXL, Qwen-Image's Qwen2.5-VL with its chat template, Wan's UMT5-XXL sentencepiece,
+here a small one trained for the test, as Wan's comes inside the text-encoder file). The encoders
+themselves (T5-XXL, UMT5-XXL, Qwen2.5-VL 7B) are fixed-size models of several billion weights that
+ComfyUI will not load smaller, so the CLIP here is ComfyUI's tokenizer with a record of which
+encoders are loaded; where the conditioning puts each part is checked against ComfyUI's own
+encode code by reading it (SD3ClipModel.encode_token_weights, QwenImageTEModel's template cut).
+
+The reference for a word's columns: the tokens at those columns, decoded by the same tokenizer,
+spell the word; and no other column does.
+"""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+import sentencepiece
+import torch
+from comfy.text_encoders import flux, qwen_image, sd3_clip, wan
+
+from delayed_negative.attention.text_encoders import token_parts, word_columns
+from delayed_negative.attention.words import columns_for, empty_columns
+
+PROMPT = "a portrait of a man, (red hat:1.2) and a scarf"
+
+
+class TokenizerOnlyClip:
+    """ComfyUI's tokenizer, and which encoders a loaded CLIP of this family would hold."""
+
+    def __init__(self, tokenizer, **loaded):
+        self.tokenizer = tokenizer
+        self.cond_stage_model = SimpleNamespace(**{name: (object() if on else None) for name, on in loaded.items()})
+
+    def tokenize(self, text, return_word_ids=False, **kwargs):
+        return self.tokenizer.tokenize_with_weights(text, return_word_ids, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def umt5_tokenizer():
+    words = "a portrait of a man red hat and scarf blue sky photo the with on in dog cat".split()
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter([" ".join(words[i:] + words[:i]) for i in range(len(words))] * 20),
+                                             model_writer=model, vocab_size=40, model_type="unigram",
+                                             character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    return wan.WanT5Tokenizer(tokenizer_data={"spiece_model": torch.ByteTensor(list(model.getvalue()))})
+
+
+def ids(clip, key, text=PROMPT):
+    return [token[0] for chunk in clip.tokenize(text, return_word_ids=True)[key] for token in chunk]
+
+
+def decoded(sub_tokenizer, token_ids):
+    tokenizer = sub_tokenizer.tokenizer
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # ComfyUI's SPieceTokenizer holds sentencepiece's
+    return tokenizer.decode(token_ids).replace("</w>", " ").strip().lower()
+
+
+def spelled(clip, key, sub_tokenizer, columns, offset):
+    token_ids = ids(clip, key)
+    return decoded(sub_tokenizer, [token_ids[c - offset] for c in columns])
+
+
+def test_flux_words_are_t5_columns():
+    clip = TokenizerOnlyClip(flux.FluxTokenizer(), clip_l=True, t5xxl=True)
+    found = word_columns(clip, PROMPT, ["man", "red hat", "scarf"], "positive prompt")
+    t5 = clip.tokenizer.t5xxl
+    assert spelled(clip, "t5xxl", t5, found["man"], 0) == "man"
+    assert spelled(clip, "t5xxl", t5, found["red hat"], 0) == "red hat"
+    assert spelled(clip, "t5xxl", t5, found["scarf"], 0) == "scarf"
+    end = word_columns(clip, PROMPT, ["<end>"], "positive prompt")["<end>"]
+    assert [ids(clip, "t5xxl")[c] for c in end] == [1]  # T5's </s>
+
+
+def test_sd3_words_are_in_the_clip_part_and_again_in_the_t5_part_after_it():
+    tokenizer = sd3_clip.SD3Tokenizer()
+    clip = TokenizerOnlyClip(tokenizer, clip_l=True, clip_g=True, t5xxl=True)
+    columns = word_columns(clip, PROMPT, ["man"], "positive prompt")["man"]
+    clip_length = len(ids(clip, "l"))
+    clip_columns = [c for c in columns if c < clip_length]
+    t5_columns = [c for c in columns if c >= clip_length]
+    assert clip_length == 77 and clip_columns and t5_columns
+    assert spelled(clip, "l", tokenizer.clip_l, clip_columns, 0) == "man"
+    assert spelled(clip, "t5xxl", tokenizer.t5xxl, t5_columns, clip_length) == "man"
+    # the same tokenizer, with only CLIP-L loaded (CLIPLoader type sd3) or only T5 loaded
+    assert word_columns(TokenizerOnlyClip(tokenizer, clip_l=True, clip_g=False, t5xxl=False), PROMPT, ["man"],
+                        "positive prompt")["man"] == clip_columns
+    assert word_columns(TokenizerOnlyClip(tokenizer, clip_l=False, clip_g=False, t5xxl=True), PROMPT, ["man"],
+                        "positive prompt")["man"] == [c - clip_length for c in t5_columns]
+
+
+def test_qwen_image_columns_count_from_where_the_encoder_cuts_its_chat_template():
+    tokenizer = qwen_image.QwenImageTokenizer()
+    clip = TokenizerOnlyClip(tokenizer)
+    token_ids = ids(clip, "qwen25_7b")
+    # QwenImageTEModel keeps the tokens from the second <|im_start|> on, past "user\n"
+    template_end = [i for i, t in enumerate(token_ids) if t == 151644][1] + 3
+    # Qwen-Image's tokenizer reads weights as text ("(red hat:1.2)" is four words' worth of tokens)
+    found = word_columns(clip, PROMPT, ["portrait", "man", "red", "<end>"], "positive prompt")
+    sub = tokenizer.qwen25_7b
+    for word in ("portrait", "man"):
+        assert decoded(sub, [token_ids[c + template_end] for c in found[word]]) == word
+    assert decoded(sub, [token_ids[c + template_end] for c in found["red"]]) == "red"
+    assert token_ids[found["<end>"][0] + template_end] == 151645  # <|im_end|>
+    assert found["portrait"][0] == 1  # "a" is column 0: the prompt's first token
+    # the template's own words ("describe the image ... the objects") are not the prompt's
+    with pytest.raises(ValueError, match="'describe' is not in the positive prompt"):
+        word_columns(clip, PROMPT, ["describe"], "positive prompt")
+
+
+def test_wan_words_are_umt5_columns(umt5_tokenizer):
+    clip = TokenizerOnlyClip(umt5_tokenizer)
+    found = word_columns(clip, PROMPT, ["man", "scarf", "<end>"], "positive prompt")
+    sub = umt5_tokenizer.clip_umt5xxl
+    assert spelled(clip, "umt5xxl", sub, found["man"], 0) == "man"
+    assert spelled(clip, "umt5xxl", sub, found["scarf"], 0) == "scarf"
+    assert [ids(clip, "umt5xxl")[c] for c in found["<end>"]] == [1]
+
+
+def test_every_word_and_the_empty_prompt_for_each_family(umt5_tokenizer):
+    clips = {"flux": TokenizerOnlyClip(flux.FluxTokenizer(), clip_l=True, t5xxl=True),
+             "qwen": TokenizerOnlyClip(qwen_image.QwenImageTokenizer()),
+             "wan": TokenizerOnlyClip(umt5_tokenizer)}
+    for name, clip in clips.items():
+        words = [word for word, _columns in columns_for(clip, PROMPT, "", "positive prompt")]
+        hat = "hat:1.2" if name == "qwen" else "hat"  # Qwen-Image reads weights as text
+        assert words == ["a", "portrait", "of", "man", "red", hat, "and", "scarf"], name  # each word once
+        assert [len(columns) for _word, columns in empty_columns(clip)] == [1], name
+
+
+def test_a_missing_word_names_the_words_there_are():
+    clip = TokenizerOnlyClip(flux.FluxTokenizer(), clip_l=True, t5xxl=True)
+    with pytest.raises(ValueError, match="'dog' is not in the negative prompt. Words in it: a, portrait, of, man"):
+        word_columns(clip, PROMPT, ["dog"], "negative prompt")
+
+
+def test_an_encoder_not_mapped_is_named():
+    clip = SimpleNamespace(cond_stage_model=None)
+    with pytest.raises(ValueError, match="Word maps do not know this text encoder"):
+        token_parts(clip, {"byt5": []})
