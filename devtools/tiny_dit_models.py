@@ -51,15 +51,26 @@ def tiny_sd3(seed: int = 1234):
     return in_memory_model(supported.SD3, config, seed)
 
 
-def tiny_flux(seed: int = 1234):
-    """Flux architecture without distilled guidance, sampled with real CFG (as Chroma-like models are)."""
+def tiny_flux(seed: int = 1234, guidance_embed: bool = False):
+    """Flux architecture without distilled guidance, sampled with real CFG (as Chroma-like models are);
+    with `guidance_embed`, a guidance-distilled one like Flux dev."""
+    return in_memory_model(supported.Flux, flux_config(guidance_embed), seed)
+
+
+def flux_config(guidance_embed: bool) -> dict:
     config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "hidden_size": 64,
               "num_heads": 2, "axes_dim": [8, 12, 12], "theta": 10000, "mlp_ratio": 2.0, "qkv_bias": True,
               "depth": 1, "depth_single_blocks": 1, "context_in_dim": 48, "vec_in_dim": 32,
-              "guidance_embed": False}
+              "guidance_embed": guidance_embed}
     if "txt_ids_dims" in {field.name for field in dataclasses.fields(FluxParams)}:
         config["txt_ids_dims"] = []  # newer releases: which text position ids carry RoPE (none for Flux.1)
-    return in_memory_model(supported.Flux, config, seed)
+    return config
+
+
+def tiny_flux2(seed: int = 1234):
+    """Flux.2's model class (not mapped by the attention maps yet) on the small Flux architecture."""
+    config = dict(flux_config(False), image_model="flux2")
+    return in_memory_model(supported.Flux2, config, seed)
 
 
 def tiny_qwen_image(seed: int = 1234):

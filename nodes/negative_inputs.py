@@ -51,7 +51,7 @@ def before_negative_inputs() -> list:
 
 
 def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning,
-                      schedule: GuidanceSchedule | None = None):
+                      schedule: GuidanceSchedule | None = None, model=None):
     """Check the shared inputs; returns (when the negative acts, the conditioning used outside it).
 
     With a guidance schedule whose cfg is not the sampler's own, the schedule's cfg values are
@@ -59,7 +59,7 @@ def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_neg
     """
     schedule = schedule or GuidanceSchedule()
     if schedule.cfg_curve == "constant":
-        check_cfg(cfg)
+        check_cfg(cfg, model)
     when = NegativeTiming(negative_start, negative_end, timing_unit)
     if timing_unit == AUTO and negative_end != NEVER:
         raise ValueError(f"negative_end is {negative_end:g}, but with timing_unit 'auto' the negative stays on to "
@@ -90,8 +90,20 @@ def before_negative_conditioning(before_negative: str, clip, early_conditioning,
     return empty_prompt(clip)
 
 
-def check_cfg(cfg: float) -> None:
+def check_cfg(cfg: float, model=None) -> None:
+    if cfg <= 1.0 and guidance_distilled(model):
+        raise ValueError(f"cfg is {cfg:g}, and this {type(model.model).__name__} model is guidance-distilled (like Flux "
+                         "dev: it takes its guidance from FluxGuidance, not cfg), so ComfyUI evaluates no "
+                         "unconditional branch and a negative prompt does nothing. Raise cfg above 1 (slower, and "
+                         "distilled models were not trained for it), or use a model made for cfg and negative "
+                         "prompts (SD3.x, Chroma, Qwen-Image, Wan).")
     if cfg <= 1.0:
         raise ValueError(f"cfg is {cfg:g}: at cfg 1 or below the unconditional branch has no effect, so a "
                          "negative prompt (delayed or not) does nothing. Raise cfg above 1 (SD1.5: 5-8), or "
                          "use the stock KSampler for models sampled without CFG.")
+
+
+def guidance_distilled(model) -> bool:
+    """Whether a MODEL embeds its guidance (Flux dev and schnell) instead of being sampled with cfg."""
+    config = getattr(getattr(model, "model", None), "model_config", None)
+    return bool(getattr(config, "unet_config", {}).get("guidance_embed", False))

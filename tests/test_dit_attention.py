@@ -20,7 +20,7 @@ import torch
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from tiny_dit_models import FAMILIES, TEXT_TOKENS
+from tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2
 
 SEED, STEPS, CFG, START = 11, 4, 4.0, 2
 COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],
@@ -141,3 +141,14 @@ def test_the_input_model_is_left_as_it_was(family):
     before = dict(model.model_options.get("transformer_options", {}))
     record_attention(model, new_recording(family))
     assert model.model_options.get("transformer_options", {}) == before
+
+
+def test_a_dit_asked_for_unet_layers_is_told_to_record_all(family):
+    with pytest.raises(ValueError, match="is a DiT: it has no input, middle or output blocks. Set layers to 'all'"):
+        record_attention(family["model"], new_recording(family), "input blocks")
+
+
+def test_a_dit_family_not_mapped_is_named():
+    flux2 = tiny_flux2()
+    with pytest.raises(ValueError, match=r"Attention maps do not cover this model \(Flux2\) yet"):
+        record_attention(flux2, AttentionRecording(COLUMNS, None))

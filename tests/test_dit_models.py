@@ -15,7 +15,7 @@ from comfy_extras import nodes_custom_sampler as custom
 import stock
 from delayed_negative.nodes.delayed_negative import DelayedNegativeGuiderNode, DelayedNegativeKSampler
 from instrumented import instrument
-from tiny_dit_models import FAMILIES
+from tiny_dit_models import FAMILIES, tiny_flux
 
 SEED, STEPS, CFG, START = 7, 6, 4.0, 2
 
@@ -85,3 +85,19 @@ def test_the_guider_gives_the_node_s_latent(family):
                                                custom.KSamplerSelect.execute("euler").result[0], sigmas,
                                                family["latent"]).result[0]
     assert torch.equal(out["samples"], delayed(family, "euler", "simple", START))
+
+
+def test_a_guidance_distilled_flux_at_cfg_1_is_named_and_the_negative_s_uselessness_said():
+    generator = torch.Generator().manual_seed(0)
+    spec = FAMILIES["flux"]
+    positive, negative = spec.conditioning(generator), spec.conditioning(generator)
+    latent = {"samples": torch.zeros(spec.latent_shape)}
+    for model, said in ((tiny_flux(guidance_embed=True), "this Flux model is guidance-distilled"),
+                        (tiny_flux(), r"a negative prompt \(delayed or not\) does nothing")):
+        with pytest.raises(ValueError, match=said):
+            DelayedNegativeKSampler.execute(model, SEED, 2, 1.0, "euler", "simple", positive, negative, latent, 1.0,
+                                            1, -1.0, "step", "early conditioning", None, positive)
+    out = DelayedNegativeKSampler.execute(tiny_flux(guidance_embed=True), SEED, 2, 3.0, "euler", "simple", positive,
+                                          negative, latent, 1.0, 1, -1.0, "step", "early conditioning", None,
+                                          positive).result[0]["samples"]
+    assert out.isfinite().all()  # above cfg 1 a distilled Flux samples with the negative like any model
