@@ -1,5 +1,6 @@
 """The recorded attention maps of one sampling run: what downstream nodes take."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,5 +60,28 @@ class AttentionMaps:
         return [self.track_index(word) for word in chosen] if chosen else list(range(len(self.tracks)))
 
     def strength(self) -> torch.Tensor:
-        """Mean attention over the image: [steps, tracks, batch], NaN where absent."""
+        """Mean attention over the image: [steps, tracks, items], NaN where absent."""
         return self.maps.mean(dim=(-2, -1))
+
+    def video_of(self, item: int) -> list[int]:
+        """The items of the video holding `item`, its frames in order ([item] for an image)."""
+        first = item - item % self.frames
+        return list(range(first, first + self.frames))
+
+    def items_for_images(self, count: int) -> list[int] | None:
+        """Which item each of `count` decoded images shows, or None when they do not match.
+
+        One image per item; or a batch of decoded videos, whose VAE makes 1 + k x (frames - 1)
+        images of `frames` latent frames (Wan's k is 4): the first image comes from the first
+        latent frame, each next k from the next one.
+        """
+        items = self.maps.shape[2]
+        if count == items:
+            return list(range(items))
+        videos = items // self.frames
+        if self.frames < 2 or count % videos or (count // videos - 1) % (self.frames - 1):
+            return None
+        per_video = count // videos
+        stride = (per_video - 1) // (self.frames - 1)
+        return [video * self.frames + math.ceil(image / stride) for video in range(videos)
+                for image in range(per_video)]

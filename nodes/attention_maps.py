@@ -30,8 +30,9 @@ def words_input(tooltip="Comma-separated words to show; empty = every recorded w
     return io.String.Input("words", default="", tooltip=tooltip)
 
 
-def batch_input():
-    return io.Int.Input("batch_index", default=0, min=0, max=4096, tooltip="Which image of the batch to show.")
+def batch_input(tooltip="Which image of the batch to show. For video: which latent frame, the frames of each "
+                        "video in turn (video 2 of 3 frames starts at 3)."):
+    return io.Int.Input("batch_index", default=0, min=0, max=4096, tooltip=tooltip)
 
 
 def colormap_input():
@@ -186,16 +187,20 @@ class AttentionOverlay(io.ComfyNode):
                     colormap_input(),
                     io.Float.Input("opacity", default=0.6, min=0.0, max=1.0, step=0.05,
                                    tooltip="How strongly the heat map covers the image.")],
-            outputs=[io.Image.Output(tooltip="One image per word and batch item, labelled.")],
+            outputs=[io.Image.Output(tooltip="One image per word and batch item (for a decoded video, per frame, "
+                                             "each with its latent frame's map), labelled.")],
         )
 
     @classmethod
     def execute(cls, attention_maps, image, words, first_step, last_step, colormap, opacity):
         first, last = step_range(attention_maps, first_step, last_step)
+        order = attention_maps.items_for_images(image.shape[0])
         pictures = []
         for index in attention_maps.select(words):
-            heat = attention_maps.maps[first:last + 1, index].nanmean(dim=0)  # [batch, h, w]
+            heat = attention_maps.maps[first:last + 1, index].nanmean(dim=0)  # [items, h, w]
             heat = render.normalize_maps(heat[None], "per map")[0].nan_to_num(0.0)
+            if order is not None:
+                heat = heat[order]
             batch = image if image.shape[0] == heat.shape[0] else image[:1]
             pictures.append(render.heatmap_overlay(batch, heat, colormap, opacity, branch_label(attention_maps, index)))
         return io.NodeOutput(torch.cat(pictures))
@@ -211,7 +216,9 @@ class AttentionChart(io.ComfyNode):
             description="Each word's attention over the steps; positive branch solid, unconditional branch dashed. "
                         "A negative word's line starts where the negative starts to act. A thin grey line shows "
                         "the cfg of each step, and steps sampled without guidance are shaded.",
-            inputs=[maps_input(), words_input(), batch_input(),
+            inputs=[maps_input(), words_input(),
+                    batch_input("Which image of the batch to chart. For video: any latent frame of the video; the "
+                                "chart averages over its frames."),
                     io.Int.Input("mark_step", default=-1, min=-1, max=10000,
                                  tooltip="Draw a 'negative starts' line at this step; -1 = where the negative "
                                          "prompt first appears in the unconditional branch (none if from step 0).")],
@@ -221,7 +228,7 @@ class AttentionChart(io.ComfyNode):
     @classmethod
     def execute(cls, attention_maps, words, batch_index, mark_step):
         batch = pick_batch(attention_maps, batch_index)
-        strength = attention_maps.strength()[:, :, batch]  # [steps, tracks]
+        strength = attention_maps.strength()[:, :, attention_maps.video_of(batch)].mean(dim=-1)  # [steps, tracks]
         tracks = attention_maps.select(words)
         series = [render.Series(attention_maps.tracks[i].label, strength[:, i], attention_maps.tracks[i].branch)
                   for i in tracks]

@@ -374,3 +374,66 @@ def test_a_range_of_one_step_and_a_marker_at_step_0():
     torch.testing.assert_close(out[0], at((HEIGHT * 8, WIDTH * 8), placed_mean(3, [0])), atol=1e-5, rtol=0)
     image = chart(constant_maps(), batch_index=1, mark_step=0)
     torch.testing.assert_close(image, expected_chart(range(len(TRACKS)), 1, 0), atol=PIXEL, rtol=0)
+
+
+# --- video: items are the latent frames of each video ----------------------------------------------------------
+
+VIDEOS, FRAMES = 2, 3
+
+
+def video_maps():
+    """2 videos of 3 latent frames (6 items, video-major); item i looks at row i % HEIGHT, with a value that
+    grows with the step as a different power in each frame."""
+    maps = torch.zeros(STEPS, 1, VIDEOS * FRAMES, HEIGHT, WIDTH)
+    for item in range(VIDEOS * FRAMES):
+        for step in range(STEPS):
+            maps[step, 0, item, item % HEIGHT] = frame_value(item, step)
+    return AttentionMaps(TRACKS[:1], maps, tuple(range(STEPS, 0, -1)), frames=FRAMES)
+
+
+def frame_value(item, step):
+    return 0.1 + 0.1 * (item // FRAMES) + 0.02 * step ** (item % FRAMES + 1)
+
+
+def test_video_items_their_videos_and_the_decoded_frames_they_show():
+    maps = video_maps()
+    assert maps.video_of(4) == [3, 4, 5] and maps.video_of(0) == [0, 1, 2]
+    # Wan's VAE: 1 + 4 x (3 - 1) = 9 images per video; the first from latent frame 0, each next 4 from the next
+    assert maps.items_for_images(18) == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5]
+    assert maps.items_for_images(6) == list(range(6))
+    assert maps.items_for_images(10) == [0, 1, 1, 2, 2, 3, 4, 4, 5, 5]  # 5 per video: 1 + 2 x 2
+    assert maps.items_for_images(8) is None  # 4 per video: not 1 + k x 2
+    assert AttentionMaps(TRACKS[:1], maps.maps, maps.sigmas).items_for_images(3) is None  # images, not video
+
+
+def test_video_chart_averages_the_frames_of_the_video_asked():
+    maps = video_maps()
+    image = chart(maps, words="man", batch_index=4)
+    # each frame's strength is its row's value over HEIGHT rows; video 1 holds items 3, 4, 5
+    expected = [sum(frame_value(item, step) for item in (3, 4, 5)) / 3 / HEIGHT for step in range(STEPS)]
+    series = [render.Series("man", torch.tensor(expected), "positive")]
+    torch.testing.assert_close(image, render.strength_chart(series, "Attention per word over the sampling steps",
+                                                            None), atol=PIXEL, rtol=0)
+    other = [render.Series("man", torch.tensor([frame_value(4, s) / HEIGHT for s in range(STEPS)]), "positive")]
+    assert not torch.allclose(image, render.strength_chart(other, "Attention per word over the sampling steps", None),
+                              atol=PIXEL)
+
+
+def test_video_overlay_draws_each_decoded_frame_with_its_latent_frame_s_map():
+    maps = video_maps()
+    size = (HEIGHT * 16, WIDTH * 16)
+    images = torch.rand(VIDEOS * 9, *size, 3, generator=torch.Generator().manual_seed(0))
+    out = AttentionOverlay.execute(attention_maps=maps, image=images, words="man", first_step=0, last_step=-1,
+                                   colormap="gray", opacity=0.7).result[0]
+    heat = render.normalize_maps(maps.maps[:, 0].nanmean(dim=0)[None], "per map")[0]
+    order = [0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5]
+    torch.testing.assert_close(out, render.heatmap_overlay(images, heat[order], "gray", 0.7, "+ man"), atol=1e-6,
+                               rtol=0)
+
+
+def test_video_grid_and_mask_show_the_latent_frame_asked():
+    maps = video_maps()
+    for item in (0, 4, 5):
+        mask = AttentionMask.execute(attention_maps=maps, word="man", batch_index=item, first_step=0, last_step=-1,
+                                     width=WIDTH, height=HEIGHT, threshold=0.0).result[0]
+        assert mask[0, item % HEIGHT].min() > 0.99 and mask[0].sum(dim=1).argmax() == item % HEIGHT
