@@ -3,19 +3,20 @@
 In joint attention (SD3's MMDiT, Flux, Qwen-Image) an image token's softmax runs over the text
 *and* the image keys, so a word's share of a pixel's attention is
 
-    share(word) = sum over the word's columns j of exp(q·k_jᵀ/√d − logsumexp(q·k_allᵀ/√d)),
+    share(word) = sum over the word's columns j of softmax(q·kᵀ/√d)_j,
 
-with the normaliser over every key of the joint sequence. ComfyUI's attention never hands that
-normaliser out (its kernels keep it to themselves, and the image must stay the one they make), so
-it is computed here beside the real attention: one q·kᵀ product of the image queries with all
-keys, per block of queries so that memory stays at `SCORES_PER_BLOCK` numbers however large the
-image. That is the exact share, at about half the arithmetic of the attention call itself (no
-softmax·V). For cross-attention (Wan) the keys are the text alone and this is the plain softmax.
+with the normaliser over every key of the joint sequence. ComfyUI's attention never hands the
+probabilities out (its kernels keep them to themselves, and the image must stay the one they
+make), so they are computed here beside it, with the same kind of fused kernel: PyTorch's
+scaled_dot_product_attention of the image queries over all keys, whose values are one-hot rows
+of the chosen columns (padded to the head width, which keeps PyTorch on its fused path). Its
+output is then exactly each chosen column's probability, and the scores are never held in
+memory: about the cost of the model's own attention call once more (per head width of columns). For cross-attention (Wan) the keys are the text alone and this is
+the plain softmax.
 """
 
 import torch
-
-SCORES_PER_BLOCK = 1 << 24  # 64 MiB of float32 scores at a time
+import torch.nn.functional as F
 
 
 def text_probabilities(queries: torch.Tensor, keys: torch.Tensor, columns: torch.Tensor,
@@ -26,26 +27,23 @@ def text_probabilities(queries: torch.Tensor, keys: torch.Tensor, columns: torch
     got them (after RoPE and q/k norms); `columns` index the key axis; `mask` is ComfyUI's
     additive (or boolean keep) attention mask, broadcastable to [batch, heads, queries, keys].
     """
-    batch, heads, count, dim = queries.shape
-    keys = keys.float()
-    block = max(1, SCORES_PER_BLOCK // max(1, batch * heads * keys.shape[2]))
+    batch, heads, _count, width = queries.shape
+    queries, keys = queries.float(), keys.float()
+    if mask is not None:
+        mask = as_4d(mask) if mask.dtype == torch.bool else as_4d(mask).float()
     out = []
-    for first in range(0, count, block):
-        rows = slice(first, min(count, first + block))
-        scores = torch.matmul(queries[:, :, rows].float(), keys.transpose(-1, -2)) * dim ** -0.5
-        if mask is not None:
-            scores = masked(scores, mask, rows)
-        normaliser = torch.logsumexp(scores, dim=-1, keepdim=True)
-        out.append((scores.index_select(-1, columns) - normaliser).exp().mean(dim=1))
-    return torch.cat(out, dim=1)
+    for first in range(0, len(columns), width):
+        group = columns[first:first + width]
+        one_hot = torch.zeros(keys.shape[2], width, device=keys.device, dtype=torch.float32)
+        one_hot[group, torch.arange(len(group), device=keys.device)] = 1.0
+        values = one_hot.expand(batch, heads, *one_hot.shape)
+        probabilities = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)
+        out.append(probabilities[..., :len(group)].mean(dim=1))
+    return torch.cat(out, dim=-1)
 
 
-def masked(scores: torch.Tensor, mask: torch.Tensor, rows: slice) -> torch.Tensor:
-    """The scores with ComfyUI's attention mask applied, as its own attention functions apply it."""
+def as_4d(mask: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's mask shapes ([keys], [queries, keys], [batch, queries, keys]) as [batch, heads, queries, keys]."""
     while mask.ndim < 4:
-        mask = mask.unsqueeze(0 if mask.ndim == 2 else 1)
-    if mask.shape[-2] > 1:
-        mask = mask[..., rows, :]
-    if mask.dtype == torch.bool:
-        return scores.masked_fill(~mask, float("-inf"))
-    return scores + mask.float()
+        mask = mask.unsqueeze(0 if mask.ndim < 3 else 1)
+    return mask

@@ -20,7 +20,7 @@ PACK_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
-BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_auto_start", "bench_sweep", "bench_step_clock", "bench_attention",
+BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_auto_start", "bench_sweep", "bench_step_clock", "bench_attention", "bench_dit",
               "core_route_steps"]
 
 

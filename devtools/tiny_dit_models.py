@@ -41,9 +41,10 @@ class Family:
         return [[torch.randn(1, TEXT_TOKENS, self.text_width, generator=generator), extras]]
 
 
-def tiny_sd3(seed: int = 1234):
-    """SD3.x: MMDiT, joint attention over text and image tokens, pooled CLIP vector, shift 3."""
-    depth = 2  # MMDiT's width is 64 x depth, with `depth` heads
+def tiny_sd3(seed: int = 1234, scale: int = 1):
+    """SD3.x: MMDiT, joint attention over text and image tokens, pooled CLIP vector, shift 3.
+    (`scale` multiplies the blocks, heads and width of every builder here, for the benchmark.)"""
+    depth = 2 * scale  # MMDiT's width is 64 x depth, with `depth` heads
     config = {"in_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": depth,
               "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256,
               "context_embedder_config": {"target": "torch.nn.Linear",
@@ -51,16 +52,16 @@ def tiny_sd3(seed: int = 1234):
     return in_memory_model(supported.SD3, config, seed)
 
 
-def tiny_flux(seed: int = 1234, guidance_embed: bool = False):
+def tiny_flux(seed: int = 1234, guidance_embed: bool = False, scale: int = 1):
     """Flux architecture without distilled guidance, sampled with real CFG (as Chroma-like models are);
     with `guidance_embed`, a guidance-distilled one like Flux dev."""
-    return in_memory_model(supported.Flux, flux_config(guidance_embed), seed)
+    return in_memory_model(supported.Flux, flux_config(guidance_embed, scale), seed)
 
 
-def flux_config(guidance_embed: bool) -> dict:
-    config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "hidden_size": 64,
-              "num_heads": 2, "axes_dim": [8, 12, 12], "theta": 10000, "mlp_ratio": 2.0, "qkv_bias": True,
-              "depth": 1, "depth_single_blocks": 1, "context_in_dim": 48, "vec_in_dim": 32,
+def flux_config(guidance_embed: bool, scale: int = 1) -> dict:
+    config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "hidden_size": 64 * scale,
+              "num_heads": 2 * scale, "axes_dim": [8, 12, 12], "theta": 10000, "mlp_ratio": 2.0, "qkv_bias": True,
+              "depth": scale, "depth_single_blocks": scale, "context_in_dim": 48, "vec_in_dim": 32,
               "guidance_embed": guidance_embed}
     if "txt_ids_dims" in {field.name for field in dataclasses.fields(FluxParams)}:
         config["txt_ids_dims"] = []  # newer releases: which text position ids carry RoPE (none for Flux.1)
@@ -73,18 +74,18 @@ def tiny_flux2(seed: int = 1234):
     return in_memory_model(supported.Flux2, config, seed)
 
 
-def tiny_qwen_image(seed: int = 1234):
+def tiny_qwen_image(seed: int = 1234, scale: int = 1):
     """Qwen-Image: MMDiT over Qwen2.5-VL text states (reduced width here)."""
-    config = {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "num_layers": 1,
-              "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 48,
+    config = {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "num_layers": scale,
+              "attention_head_dim": 32, "num_attention_heads": 2 * scale, "joint_attention_dim": 48,
               "axes_dims_rope": (8, 12, 12)}
     return in_memory_model(supported.QwenImage, config, seed, std=TEXT_SENSITIVE_STD)
 
 
-def tiny_wan21(seed: int = 1234):
+def tiny_wan21(seed: int = 1234, scale: int = 1):
     """Wan 2.1 text-to-video: cross-attention to UMT5 states, latents with frames."""
-    config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 64, "ffn_dim": 128, "num_heads": 2,
-              "num_layers": 1, "in_dim": 16, "out_dim": 16, "text_dim": 48, "freq_dim": 32,
+    config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 64 * scale, "ffn_dim": 128 * scale,
+              "num_heads": 2 * scale, "num_layers": scale, "in_dim": 16, "out_dim": 16, "text_dim": 48, "freq_dim": 32,
               "patch_size": (1, 2, 2), "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True,
               "eps": 1e-6}
     return in_memory_model(supported.WAN21_T2V, config, seed)
