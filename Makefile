@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKPOINT := .models/checkpoints/delayed-negative-test-sd15.safetensors
+SD3_CHECKPOINT := .models/checkpoints/delayed-negative-test-sd3.safetensors
 PYTEST_ARGS ?=
 
 # The current ComfyUI release: its source tree, with its own requirements.txt, in .venv-0.33.
@@ -37,6 +38,9 @@ $(VENV)/.chromium: | $(VENV)/.installed
 $(CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
 	$(PY) devtools/make_checkpoint.py $@
 
+$(SD3_CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
+	$(PY) devtools/make_checkpoint.py $@ sd3
+
 # The toy portraits model (devtools/toy_model/): its trained UNet and VAE are committed; the text
 # encoder is the seeded CLIP-L of $(CHECKPOINT), checked by hash before it is combined.
 TOY_CHECKPOINT := .models/checkpoints/delayed-negative-toy-portraits.safetensors
@@ -45,7 +49,7 @@ TOY_WEIGHTS := $(addprefix devtools/toy_model/weights/,unet.safetensors taesd.sa
 $(TOY_CHECKPOINT): $(CHECKPOINT) $(TOY_WEIGHTS) devtools/toy_model/build.py | $(VENV)/.installed
 	$(PY) devtools/toy_model/build.py $(CHECKPOINT) $@
 
-setup: $(VENV)/.installed $(CHECKPOINT) $(TOY_CHECKPOINT)
+setup: $(VENV)/.installed $(CHECKPOINT) $(SD3_CHECKPOINT) $(TOY_CHECKPOINT)
 	@$(PY) devtools/comfyui_home.py >/dev/null
 
 run: setup

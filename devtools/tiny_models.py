@@ -98,3 +98,31 @@ def tiny_sdxl(seed: int = 1234) -> comfy.model_patcher.ModelPatcher:
         legacy=False, use_temporal_attention=False,
     )
     return in_memory_model(comfy.supported_models.SDXL, config, seed)
+
+
+# SD3 (MMDiT) at 2 blocks of 128 wide, with the real text widths: the CLIP-L features padded to
+# T5's 4096 and the pooled CLIP-L + CLIP-G vector of 2048, so ComfyUI's stock SD3 text encoder
+# feeds it. Detected by the checkpoint loader from these shapes.
+SD3_CHECKPOINT_MMDIT = {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2, "input_size": None,
+                        "adm_in_channels": 2048, "num_patches": 4096, "pos_embed_max_size": 64,
+                        "pos_embed_scaling_factor": None,
+                        "context_embedder_config": {"target": "torch.nn.Linear",
+                                                    "params": {"in_features": 4096, "out_features": 128}}}
+
+
+def sd3_checkpoint(seed: int = 1234, dtype=torch.float16) -> dict:
+    """An SD3-architecture checkpoint as ComfyUI's SD3.5 files are laid out: the MMDiT (2 blocks), its
+    CLIP-L text encoder (full size: ComfyUI fixes its config; no CLIP-G, no T5, as with CLIPLoader's sd3
+    type) and a TAESD3 VAE (16 latent channels)."""
+    from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
+    from comfy.taesd.taesd import TAESD
+
+    ops = comfy.ops.disable_weight_init
+    mmdit = OpenAISignatureMMDITWrapper(**SD3_CHECKPOINT_MMDIT, dtype=dtype, device="cpu", operations=ops)
+    clip_config = json.loads((Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json").read_text())
+    clip = comfy.clip_model.CLIPTextModel(clip_config, dtype, "cpu", ops)
+    vae = TAESD(latent_channels=16).to(dtype)
+    parts = {"model.diffusion_model.": mmdit, "text_encoders.clip_l.transformer.": clip, "first_stage_model.": vae}
+    state_dict = {prefix + key: value for prefix, module in parts.items()
+                  for key, value in module.state_dict().items()}
+    return seeded_(state_dict, seed)

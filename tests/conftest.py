@@ -14,6 +14,7 @@ sys.path.insert(0, str(PACK_ROOT / "devtools"))
 import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
+SD3_CHECKPOINT = CHECKPOINT.with_name("delayed-negative-test-sd3.safetensors")
 
 comfy_env.import_pack()
 
@@ -28,6 +29,18 @@ def checkpoint():
         pytest.fail(f"{CHECKPOINT} is missing: `make test` generates it.")
     folder_paths.add_model_folder_path("checkpoints", str(CHECKPOINT.parent))
     return nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT.name)
+
+
+@pytest.fixture(scope="session")
+def sd3_checkpoint():
+    """(model, clip, vae) from the generated SD3 checkpoint (MMDiT, CLIP-L, TAESD3), via the stock loader node."""
+    import folder_paths
+    import nodes
+
+    if not SD3_CHECKPOINT.is_file():
+        pytest.fail(f"{SD3_CHECKPOINT} is missing: `make test` generates it.")
+    folder_paths.add_model_folder_path("checkpoints", str(SD3_CHECKPOINT.parent))
+    return nodes.CheckpointLoaderSimple().load_checkpoint(SD3_CHECKPOINT.name)
 
 
 @pytest.fixture(scope="session")

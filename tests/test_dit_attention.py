@@ -17,6 +17,7 @@ import math
 import pytest
 import torch
 
+from delayed_negative.attention.dit_layout import TokenLayout
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
@@ -152,3 +153,25 @@ def test_a_dit_family_not_mapped_is_named():
     flux2 = tiny_flux2()
     with pytest.raises(ValueError, match=r"Attention maps do not cover this model \(Flux2\) yet"):
         record_attention(flux2, AttentionRecording(COLUMNS, None))
+
+
+def test_which_calls_are_the_image_attending_to_the_text():
+    joint = TokenLayout(True, 0, 12, (1, 2, 2), (1, 8, 8))  # 12 text tokens, 16 image tokens
+    assert joint.attends_to_text(28, 28)
+    assert joint.attends_to_text(28 + 16, 28 + 16)  # a reference image's tokens after the image (Kontext, edits)
+    assert not joint.attends_to_text(16, 16)  # SD3.5's image-only second attention
+    assert not joint.attends_to_text(28, 12)
+    registers = TokenLayout(True, 4, 12, (1, 2, 2), (1, 8, 8))
+    assert registers.image_start == 16 and registers.attends_to_text(32, 32) and not registers.attends_to_text(28, 28)
+    cross = TokenLayout(False, 0, 12, (1, 2, 2), (3, 8, 8))  # Wan: 48 image tokens over 3 frames
+    assert cross.attends_to_text(48, 12)
+    assert not cross.attends_to_text(48, 48)  # its self-attention
+    assert not cross.attends_to_text(48, 257)  # an image prompt's CLIP tokens (Wan image-to-video)
+    # a video exactly as long as its text: self- and cross-attention look alike, and neither is taken
+    same = TokenLayout(False, 0, 48, (1, 2, 2), (3, 8, 8))
+    assert not same.attends_to_text(48, 48)
+    odd = TokenLayout(True, 0, 12, (1, 2, 2), (1, 7, 9))  # padded up to whole patches: 4 x 5 tokens
+    assert odd.grid == (1, 4, 5) and odd.image_tokens == 20
+    values = torch.arange(20.0).reshape(1, 1, 20)
+    latent = odd.to_latent(values)[0, 0]
+    assert latent.shape == (7, 9) and latent[0, 0] == latent[1, 1] == 0 and latent[6, 8] == 19 and latent[2, 0] == 5
