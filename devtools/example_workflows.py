@@ -469,6 +469,44 @@ def toy_viewer(object_info) -> Graph:
     return graph
 
 
+SD35 = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
+SD35_STEPS, SD35_CFG, SD35_START = 28, 4.5, 8
+
+
+def sd35_attention(object_info) -> Graph:
+    graph = Graph(object_info, (
+        f"SD3.5 (a DiT: MMDiT, joint attention over text and image tokens), with {SD35}, the Comfy-Org file "
+        "that holds the model, its CLIP-L, CLIP-G and T5-XXL text encoders and its VAE.\n\n"
+        f"KSampler (Delayed Negative): the empty prompt guides steps 0-{SD35_START - 1}, \"{NEGATIVE}\" from step "
+        f"{SD35_START} of {SD35_STEPS} (dpmpp_2m, sgm_uniform, cfg {SD35_CFG:g}: SD3.5's own settings).\n\n"
+        "Record Attention Maps reads each word's share of the joint attention: the image tokens' attention to "
+        "the word's tokens in both CLIP and T5 parts of the prompt, over the whole joint softmax. Chart: solid "
+        "lines the positive branch, dashed the unconditional one (the empty prompt's <end>, then the negative). "
+        "Grid: where each word acts, per step."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=SD35)
+    positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                         positive_prompt="", negative_prompt="", positive_words="man",
+                         negative_words="mustache", layers="all")
+    sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=SD35_STEPS,
+                        cfg=SD35_CFG, sampler_name="dpmpp_2m", scheduler="sgm_uniform", positive=positive[0],
+                        negative=negative[0], latent_image=latent[0], denoise=1.0,
+                        negative_start=float(SD35_START), negative_end=-1.0, timing_unit="step",
+                        before_negative="empty prompt", clip=checkpoint["CLIP"])
+    save(graph, decode(graph, checkpoint, sampler[0])[0], "sd35_delayed_negative")
+    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
+                      mark_step=-1)
+    save(graph, chart[0], "attention_chart")
+    grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="",
+                     steps=f"0, 4, {SD35_START}, 12, 16, 20, {SD35_STEPS - 1}", batch_index=0, colormap="viridis",
+                     normalization="per word over steps", cell_size=96)
+    save(graph, grid[0], "attention_grid")
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
@@ -478,6 +516,7 @@ EXAMPLES = {
     "06_guidance_schedule_cosine_cfg_ramp_interval": guidance_schedule,
     "07_toy_model_glasses_removed_attention": toy_glasses,
     "08_toy_model_attention_viewer": toy_viewer,
+    "09_sd35_delayed_negative_attention_maps": sd35_attention,
 }
 
 

@@ -4,7 +4,7 @@ ComfyUI frontend that the test server serves.
 Each example opens with no dialog (no "missing nodes"), no error notification and no console error
 from this pack, with all its nodes on the canvas; it is queued with the Run button and every output
 node shows its images. To run in seconds on a CPU, the frontend's own API prompt for the workflow
-is scaled down (workflow_api.scale_down: the generated checkpoint, a few steps, 64-pixel latents;
+is scaled down (workflow_api: the generated checkpoint of each architecture, a few steps, 64-pixel latents;
 an example made for the toy portraits model keeps it) and written back into the widgets before
 queueing. A screenshot of each example is kept in
 .artifacts/browser/<example>.png, whether it passes or fails.
@@ -18,13 +18,12 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import browser as ui
-from workflow_api import scale_down
+from workflow_api import TOY_CHECKPOINT, on_generated_checkpoints, scale_down
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
 SCREENSHOTS = PACK_ROOT / ".artifacts" / "browser"
-CHECKPOINT_NAME = "delayed-negative-test-sd15.safetensors"
-TOY_CHECKPOINT_NAME = "delayed-negative-toy-portraits.safetensors"  # `make setup` builds it: kept as named
+TOY_CHECKPOINT_NAME = TOY_CHECKPOINT  # `make setup` builds it: kept as named
 # Fewer steps than the API-format test: the sweep alone runs five samplers, and the
 # browser test should take a few minutes on two shared cores.
 MAX_STEPS = 3
@@ -64,10 +63,7 @@ def page(chromium, request):
 
 def small_widget_values(prompt: dict, object_info: dict) -> dict:
     """{node id: {widget: value}} of the prompt on the generated checkpoints, scaled down for a CPU."""
-    for node in prompt.values():
-        if node["inputs"].get("ckpt_name") not in (None, TOY_CHECKPOINT_NAME):
-            node["inputs"]["ckpt_name"] = CHECKPOINT_NAME
-    small = scale_down(prompt, object_info, max_steps=MAX_STEPS, max_latent_size=MAX_LATENT_SIZE)
+    small = scale_down(on_generated_checkpoints(prompt), object_info, max_steps=MAX_STEPS, max_latent_size=MAX_LATENT_SIZE)
     return {node_id: {name: value for name, value in node["inputs"].items() if not isinstance(value, list)}
             for node_id, node in small.items()}
 

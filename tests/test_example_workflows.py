@@ -2,7 +2,8 @@
 
 Each is converted from the UI format to an API prompt through the server's /object_info
 (tests/workflow_api.py), the standard checkpoints it names mapped to the generated test
-checkpoint (an example made for the toy portraits model, which `make setup` builds, keeps it) and
+checkpoint of their architecture (SD1.5 or SD3; an example made for the toy portraits model,
+which `make setup` builds, keeps it) and
 scaled down (MAX_STEPS steps, latents at most MAX_LATENT_SIZE pixels) so it runs in seconds on a CPU.
 """
 
@@ -17,11 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from workflow_api import VIRTUAL_NODES, scale_down, to_api_prompt
+from workflow_api import (STANDARD_CHECKPOINTS, TOY_CHECKPOINT, VIRTUAL_NODES, on_generated_checkpoints, scale_down,
+                          to_api_prompt)
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_NAME = "delayed-negative-test-sd15.safetensors"
-TOY_CHECKPOINT_NAME = "delayed-negative-toy-portraits.safetensors"
 TOY_EXAMPLE = PACK_ROOT / "example_workflows" / "07_toy_model_glasses_removed_attention.json"
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
 VIEWER, VIEWER_UI_KEY = "DelayedNegativeAttentionViewer", "delayed_negative_attention_viewer"
@@ -40,14 +40,6 @@ def object_info(server):
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def on_generated_checkpoints(prompt: dict) -> dict:
-    """The prompt with every checkpoint but the toy model replaced by the generated test checkpoint."""
-    for node in prompt.values():
-        if node["inputs"].get("ckpt_name") not in (None, TOY_CHECKPOINT_NAME):
-            node["inputs"]["ckpt_name"] = CHECKPOINT_NAME
-    return prompt
 
 
 def api_prompt(path: Path, object_info: dict) -> dict:
@@ -91,15 +83,14 @@ def test_example_uses_only_node_types_the_server_has(path, object_info):
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_names_a_checkpoint_a_user_has(path):
     names = {node["widgets_values"][0] for node in load(path)["nodes"] if node["type"] == "CheckpointLoaderSimple"}
-    assert names and names <= {"v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
-                               "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT_NAME}, names
+    assert names and names <= STANDARD_CHECKPOINTS, names
 
 
 def test_the_toy_example_runs_on_the_toy_model_itself(object_info):
-    assert TOY_CHECKPOINT_NAME in object_info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    assert TOY_CHECKPOINT in object_info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     names = {node["inputs"]["ckpt_name"] for node in api_prompt(TOY_EXAMPLE, object_info).values()
              if "ckpt_name" in node["inputs"]}
-    assert names == {TOY_CHECKPOINT_NAME}
+    assert names == {TOY_CHECKPOINT}
 
 
 def test_conversion_maps_widgets_by_name_and_skips_the_seed_control(object_info):

@@ -42,6 +42,23 @@ import copy
 import re
 
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+
+# The checkpoints `make setup` generates, and the standard files an example may name that they stand for.
+TEST_CHECKPOINT = "delayed-negative-test-sd15.safetensors"
+TEST_SD3_CHECKPOINT = "delayed-negative-test-sd3.safetensors"
+TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"  # an example made for it keeps it
+SD3_FILES = {"sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors", "sd3.5_large_fp8_scaled.safetensors"}
+STANDARD_CHECKPOINTS = {"v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
+                        "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT} | SD3_FILES
+
+
+def on_generated_checkpoints(prompt: dict) -> dict:
+    """The API prompt with each standard checkpoint replaced by the generated one of its architecture."""
+    for node in prompt.values():
+        name = node["inputs"].get("ckpt_name")
+        if name not in (None, TOY_CHECKPOINT):
+            node["inputs"]["ckpt_name"] = TEST_SD3_CHECKPOINT if name in SD3_FILES else TEST_CHECKPOINT
+    return prompt
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 MUTED, BYPASSED = 2, 4
