@@ -35,9 +35,9 @@ class Family:
     pooled_width: int | None = None
 
     def conditioning(self, generator: torch.Generator) -> list:
-        extras = {}
-        if self.pooled_width:
-            extras["pooled_output"] = torch.randn(1, self.pooled_width, generator=generator)
+        # CLIP Text Encode always sets pooled_output, None for text encoders without one (T5, UMT5, Qwen)
+        pooled = torch.randn(1, self.pooled_width, generator=generator) if self.pooled_width else None
+        extras = {"pooled_output": pooled}
         return [[torch.randn(1, TEXT_TOKENS, self.text_width, generator=generator), extras]]
 
 
@@ -74,6 +74,20 @@ def tiny_flux2(seed: int = 1234):
     return in_memory_model(supported.Flux2, config, seed)
 
 
+def tiny_chroma(seed: int = 1234, scale: int = 1):
+    """Chroma: the Flux architecture without the guidance embedding or pooled vector, its modulations
+    from a small approximator network; T5-XXL text (reduced width here)."""
+    from comfy.ldm.chroma.model import ChromaParams
+
+    config = {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": 48,  # per 2x2 patch
+              "hidden_size": 64 * scale, "mlp_ratio": 2.0, "num_heads": 2 * scale, "depth": scale,
+              "depth_single_blocks": scale, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2,
+              "qkv_bias": True, "in_dim": 64, "out_dim": 64 * scale, "hidden_dim": 64, "n_layers": 1}
+    fields = {field.name for field in dataclasses.fields(ChromaParams)}
+    config.update({name: value for name, value in (("txt_ids_dims", []), ("vec_in_dim", 32)) if name in fields})
+    return in_memory_model(supported.Chroma, config, seed)
+
+
 def tiny_qwen_image(seed: int = 1234, scale: int = 1):
     """Qwen-Image: MMDiT over Qwen2.5-VL text states (reduced width here)."""
     config = {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "num_layers": scale,
@@ -94,6 +108,7 @@ def tiny_wan21(seed: int = 1234, scale: int = 1):
 FAMILIES = {
     "sd3": Family("SD3.x (MMDiT)", tiny_sd3, (1, 16, 8, 8), 48, 32),
     "flux": Family("Flux architecture with CFG", tiny_flux, (1, 16, 8, 8), 48, 32),
+    "chroma": Family("Chroma", tiny_chroma, (1, 16, 8, 8), 48),
     "qwen_image": Family("Qwen-Image (MMDiT)", tiny_qwen_image, (1, 16, 1, 8, 8), 48),
     "wan21": Family("Wan 2.1 text-to-video", tiny_wan21, (1, 16, 3, 8, 8), 48),
 }

@@ -91,12 +91,14 @@ class RecordAttentionMaps(io.ComfyNode):
             display_name="Record Attention Maps",
             category=CATEGORY,
             description="Records, per sampling step, where each chosen word of the positive and negative prompt "
-                        "draws the cross-attention, positive and unconditional branches apart (the paper's "
-                        "Fig. 1). Connect MODEL to any sampler; then Collect Attention Maps after it.",
+                        "draws the attention, positive and unconditional branches apart (the paper's Fig. 1): a "
+                        "UNet's cross-attention, or a DiT's attention to the text (its exact share of the joint "
+                        "attention). Connect MODEL to any sampler; then Collect Attention Maps after it.",
             inputs=[
-                io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL model. It is not changed; a patched copy "
-                                                "comes out."),
-                io.Clip.Input("clip", tooltip="The CLIP that encodes the prompts (to find each word's tokens)."),
+                io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL UNet, or an SD3.x, Flux, Chroma, Qwen-Image "
+                                                "or Wan 2.x DiT. It is not changed; a patched copy comes out."),
+                io.Clip.Input("clip", tooltip="The CLIP (text encoder) that encodes the prompts, to find each "
+                                              "word's tokens: CLIP, T5-XXL, UMT5-XXL or Qwen2.5-VL."),
                 io.String.Input("positive_prompt", multiline=True, default="",
                                 tooltip="Leave empty when the positive prompt is encoded with CLIP Text Encode "
                                         "(Attention Words): its words are read from the conditioning. Else the "
@@ -111,7 +113,7 @@ class RecordAttentionMaps(io.ComfyNode):
                                 tooltip="Comma-separated words of the negative prompt to record; empty = all."),
                 io.Combo.Input("layers", options=list(LAYER_CHOICES), default="all",
                                tooltip="Which UNet cross-attention blocks to average: all, or only the input "
-                                       "(down), middle or output (up) blocks."),
+                                       "(down), middle or output (up) blocks. DiT models: all."),
             ],
             outputs=[io.Model.Output(tooltip="The model, recording while it samples."),
                      AttentionRecordingType.Output("recording", tooltip="Connect to Collect Attention Maps.")],

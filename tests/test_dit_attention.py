@@ -26,8 +26,8 @@ from tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2
 SEED, STEPS, CFG, START = 11, 4, 4.0, 2
 COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],
            "empty": [("<end>", [1])]}
-TEXT_CALLS_PER_EVALUATION = {"sd3": 2, "flux": 2, "qwen_image": 1, "wan21": 1}  # blocks attending to the text
-JOINT = {"sd3": True, "flux": True, "qwen_image": True, "wan21": False}
+TEXT_CALLS_PER_EVALUATION = {"sd3": 2, "flux": 2, "chroma": 2, "qwen_image": 1, "wan21": 1}  # blocks attending to the text
+JOINT = {"sd3": True, "flux": True, "chroma": True, "qwen_image": True, "wan21": False}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES), ids=list(FAMILIES))
