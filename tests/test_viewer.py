@@ -166,3 +166,21 @@ def test_the_node_on_a_real_run_returns_the_maps_words_start_and_images_once(rec
     assert [entry["type"] for entry in payload["images"]] == ["temp", "temp"]
     for entry in payload["images"]:
         assert (Path(folder_paths.get_temp_directory()) / entry["subfolder"] / entry["filename"]).is_file()
+
+
+def test_a_decoded_video_shows_under_each_latent_frame_the_first_image_it_made():
+    from PIL import Image
+    import folder_paths
+
+    frames, videos = 3, 2
+    maps = torch.rand(STEPS, len(TRACKS), videos * frames, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
+    video = AttentionMaps(TRACKS, maps, tuple(float(10 - s) for s in range(STEPS)), None, frames)
+    # Wan's VAE: 1 + 4 x (3 - 1) = 9 decoded frames per video; image i is painted with the grey i / 17
+    images = torch.stack([torch.full((16, 16, 3), i / 17) for i in range(videos * 9)])
+    [payload] = AttentionViewer.execute(attention_maps=video, image=images).ui[UI_KEY]
+    assert payload["batch"] == videos * frames and len(payload["images"]) == videos * frames
+    shown = []
+    for entry in payload["images"]:
+        with Image.open(Path(folder_paths.get_temp_directory()) / entry["subfolder"] / entry["filename"]) as picture:
+            shown.append(round(picture.getpixel((0, 0))[0] / 255 * 17))
+    assert shown == [0, 1, 5, 9, 10, 14]  # each latent frame's first decoded frame
