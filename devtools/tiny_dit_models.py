@@ -41,7 +41,7 @@ class Family:
         return [[torch.randn(1, TEXT_TOKENS, self.text_width, generator=generator), extras]]
 
 
-def tiny_sd3(seed: int = 1234, scale: int = 1):
+def tiny_sd3(seed: int = 1234, scale: int = 1, registers: int = 0):
     """SD3.x: MMDiT, joint attention over text and image tokens, pooled CLIP vector, shift 3.
     (`scale` multiplies the blocks, heads and width of every builder here, for the benchmark.)"""
     depth = 2 * scale  # MMDiT's width is 64 x depth, with `depth` heads
@@ -49,6 +49,8 @@ def tiny_sd3(seed: int = 1234, scale: int = 1):
               "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256,
               "context_embedder_config": {"target": "torch.nn.Linear",
                                           "params": {"in_features": 48, "out_features": 64 * depth}}}
+    if registers:
+        config["register_length"] = registers  # learned tokens before the text (SD3.5-style MMDiTs can have them)
     return in_memory_model(supported.SD3, config, seed)
 
 

@@ -403,7 +403,9 @@ def test_video_items_their_videos_and_the_decoded_frames_they_show():
     assert maps.items_for_images(6) == list(range(6))
     assert maps.items_for_images(10) == [0, 1, 1, 2, 2, 3, 4, 4, 5, 5]  # 5 per video: 1 + 2 x 2
     assert maps.items_for_images(8) is None  # 4 per video: not 1 + k x 2
-    assert AttentionMaps(TRACKS[:1], maps.maps, maps.sigmas).items_for_images(3) is None  # images, not video
+    images = AttentionMaps(TRACKS[:1], maps.maps, maps.sigmas)  # the same 6 items as images, not video frames
+    assert images.items_for_images(3) is None and images.items_for_images(12) is None
+    assert images.items_for_images(6) == list(range(6)) and images.video_of(4) == [4]
 
 
 def test_video_chart_averages_the_frames_of_the_video_asked():

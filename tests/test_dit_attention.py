@@ -17,11 +17,13 @@ import math
 import pytest
 import torch
 
+from delayed_negative.attention.dit_hooks import TextAttentionCall
 from delayed_negative.attention.dit_layout import TokenLayout
+from delayed_negative.attention.joint_share import text_probabilities
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2
+from tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2, tiny_sd3
 
 SEED, STEPS, CFG, START = 11, 4, 4.0, 2
 COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],
@@ -175,3 +177,90 @@ def test_which_calls_are_the_image_attending_to_the_text():
     values = torch.arange(20.0).reshape(1, 1, 20)
     latent = odd.to_latent(values)[0, 0]
     assert latent.shape == (7, 9) and latent[0, 0] == latent[1, 1] == 0 and latent[6, 8] == 19 and latent[2, 0] == 5
+
+
+# --- the pieces, on known tensors ------------------------------------------------------------------------------
+
+def explicit_probabilities(queries, keys, columns, mask=None):
+    scores = queries.double() @ keys.double().transpose(-1, -2) / math.sqrt(queries.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.double()
+    return torch.softmax(scores, dim=-1)[..., columns].mean(1)
+
+
+def test_the_share_equals_an_explicit_softmax_for_more_columns_than_a_head_is_wide_and_with_masks():
+    generator = torch.Generator().manual_seed(0)
+    queries, keys = torch.randn(2, 3, 5, 4, generator=generator), torch.randn(2, 3, 11, 4, generator=generator)
+    columns = torch.tensor([0, 2, 3, 5, 6, 7, 9, 10, 1])  # 9 columns, heads 4 wide: three groups
+    expected = explicit_probabilities(queries, keys, columns)
+    got = text_probabilities(queries, keys, columns)
+    assert got.shape == (2, 5, 9)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-7)
+    keep = torch.rand(11, generator=generator) > 0.3  # ComfyUI's [keys] mask, True = attend
+    keep[0] = True
+    torch.testing.assert_close(text_probabilities(queries, keys, columns, keep).double(),
+                               explicit_probabilities(queries, keys, columns, keep.expand(2, 3, 5, 11)),
+                               rtol=1e-5, atol=1e-7)
+    additive = torch.randn(2, 5, 11, generator=generator)  # [batch, queries, keys]
+    torch.testing.assert_close(text_probabilities(queries, keys, columns, additive).double(),
+                               explicit_probabilities(queries, keys, columns, additive[:, None]), rtol=1e-5, atol=1e-7)
+
+
+def test_an_attention_call_is_read_whichever_way_comfyui_passes_its_arguments():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 6, 8, generator=generator) for _ in range(3))  # [batch, tokens, heads x dim]
+    mask = torch.ones(6, dtype=torch.bool)
+    heads_first = q.reshape(2, 6, 2, 4).transpose(1, 2)
+    for args, kwargs in (((q, k, v, 2), {}), ((q, k, v), {"heads": 2}), ((q, k, v, 2, mask), {}),
+                         ((q, k, v, 2), {"mask": mask, "transformer_options": {"x": 1}})):
+        call = TextAttentionCall(args, kwargs)
+        assert torch.equal(call.queries, heads_first) and call.keys.shape == (2, 2, 6, 4)
+        assert call.mask is (mask if len(args) > 4 or "mask" in kwargs else None)
+        assert call.options == kwargs.get("transformer_options", {})
+    for args, kwargs in (((heads_first, heads_first, heads_first, 2), {"skip_reshape": True}),
+                         ((heads_first, heads_first, heads_first, 2, None, None, True), {})):
+        assert TextAttentionCall(args, kwargs).queries is heads_first  # Flux and Qwen-Image: heads first already
+
+
+def test_register_tokens_come_before_the_text():
+    model = tiny_sd3(registers=2)
+    generator = torch.Generator().manual_seed(3)
+    spec = FAMILIES["sd3"]
+    family = {"name": "sd3", "model": model, "latent": {"samples": torch.zeros(spec.latent_shape)},
+              **{name: spec.conditioning(generator) for name in ("positive", "negative", "empty")}}
+    recording = new_recording(family)
+    sample(family, record_attention(model, recording))
+    clone, calls = capture_attention(model)
+    sample(family, clone)
+    lengths = {(q.shape[2], k.shape[2]) for q, k, _ in calls}
+    assert (2 + TEXT_TOKENS + 16,) * 2 in lengths
+    q, k, chunks = next(c for c in calls if c[0].shape[2] == 2 + TEXT_TOKENS + 16)
+    probabilities = torch.softmax(q[:, :, 2 + TEXT_TOKENS:].double() @ k.double().transpose(-1, -2)
+                                  / math.sqrt(q.shape[-1]), dim=-1)
+    row = chunks.index(0)  # the positive branch's row
+    first_word = probabilities[row, :, :, [2 + c for c in COLUMNS["positive"][0][1]]].sum(-1).mean(0)
+    first_call = first_word.reshape(4, 4).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    # step 0 (euler: one evaluation) averages the two blocks' calls
+    second = [c for c in calls if c[0].shape[2] == 2 + TEXT_TOKENS + 16][1]
+    q2, k2 = second[0], second[1]
+    probabilities2 = torch.softmax(q2[:, :, 2 + TEXT_TOKENS:].double() @ k2.double().transpose(-1, -2)
+                                   / math.sqrt(q2.shape[-1]), dim=-1)
+    second_call = probabilities2[row, :, :, [2 + c for c in COLUMNS["positive"][0][1]]].sum(-1).mean(0)
+    expected = (first_call + second_call.reshape(4, 4).repeat_interleave(2, 0).repeat_interleave(2, 1)) / 2
+    torch.testing.assert_close(recording.snapshot().maps[0, 0, 0].double(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_another_packs_attention_override_still_runs_and_its_output_is_returned(family):
+    seen = []
+
+    def other_pack(func, *args, **kwargs):
+        seen.append(args[0].shape)
+        return func(*args, **kwargs) * 1.0  # a different tensor object, the same values
+
+    model = family["model"].clone()
+    model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other_pack
+    plain = sample(family, model)
+    calls_without = len(seen)
+    recording = new_recording(family)
+    assert torch.equal(sample(family, record_attention(model, recording)), plain)
+    assert len(seen) == 2 * calls_without and not recording.snapshot().maps[:, 0].isnan().any()

@@ -20,7 +20,7 @@ import sentencepiece
 import torch
 from comfy.text_encoders import flux, qwen_image, sd3_clip, wan
 
-from delayed_negative.attention.text_encoders import token_parts, word_columns
+from delayed_negative.attention.text_encoders import qwen_template_end, token_parts, word_columns
 from delayed_negative.attention.words import columns_for, empty_columns
 
 PROMPT = "a portrait of a man, (red hat:1.2) and a scarf"
@@ -139,3 +139,17 @@ def test_an_encoder_not_mapped_is_named():
     clip = SimpleNamespace(cond_stage_model=None)
     with pytest.raises(ValueError, match="Word maps do not know this text encoder"):
         token_parts(clip, {"byt5": []})
+
+
+def test_the_qwen_template_cut_follows_comfyui_s_rule_on_any_tokens():
+    def chunks(ids):
+        return [[(token, 1.0, 1) for token in ids]]
+
+    start, user, newline = 151644, 872, 198
+    # the second <|im_start|>, then past "user" "\n" when they follow it
+    assert qwen_template_end(chunks([start, 5, 6, start, user, newline, 7, 8])) == 6
+    assert qwen_template_end(chunks([start, 5, start, 9, newline, 7, 8])) == 2  # no "user\n": cut at <|im_start|>
+    assert qwen_template_end(chunks([start, 5, start, user, 9, 7, 8])) == 2
+    assert qwen_template_end(chunks([5, start, user, newline, 7])) == 4  # one <|im_start|>: that one
+    assert qwen_template_end(chunks([start, 5, start, start, user, newline, 7])) == 2  # only the first two count
+    assert qwen_template_end(chunks([5, 6, 7])) == 0
