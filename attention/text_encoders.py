@@ -48,7 +48,7 @@ def word_columns(clip, prompt: str, words: list[str], prompt_label: str) -> dict
     for part, offset in token_parts(clip, tokens):
         for word, columns in find_word_columns(tokens, prompt, words, prompt_label, part).items():
             if part.template != "{}" and word.strip().lower() == END:
-                columns = [end_of_prompt(part, tokens, prompt)]
+                columns = [end_of_prompt(part, prompt)]
             found[word].update(c + offset for c in columns if c + offset >= 0)
     return {word: sorted(columns) for word, columns in found.items()}
 
@@ -60,7 +60,7 @@ def every_word(clip, prompt: str, prompt_label: str) -> list[str]:
     return [word.text for word in prompt_words(tokens, prompt, prompt_label, part) if word.columns]
 
 
-def end_of_prompt(part: TokenizerPart, tokens: dict, prompt: str) -> int:
+def end_of_prompt(part: TokenizerPart, prompt: str) -> int:
     """A templated prompt's <end>: the template's first token after the prompt (<|im_end|>)."""
     text, (_start, end) = part.read_text(prompt)
     return len(part.encode(text[:end]))
@@ -81,9 +81,8 @@ def sub_part(clip, key: str) -> TokenizerPart:
 
 
 def sub_tokenizer(tokenizer, key: str):
-    """The SDTokenizer behind one key of `tokenizer.tokenize_with_weights`'s output."""
-    if getattr(tokenizer, "clip_name", None) == key:
-        return getattr(tokenizer, tokenizer.clip)
+    """The SDTokenizer behind one key of `tokenizer.tokenize_with_weights`'s output: an attribute named
+    as the key (SD3's t5xxl, Qwen-Image's qwen25_7b) or "clip_" and the key (clip_l, Wan's clip_umt5xxl)."""
     for name in (key, f"clip_{key}"):
         sub = getattr(tokenizer, name, None)
         if sub is not None and hasattr(sub, "tokenizer"):

@@ -403,6 +403,12 @@ def test_video_items_their_videos_and_the_decoded_frames_they_show():
     assert maps.items_for_images(6) == list(range(6))
     assert maps.items_for_images(10) == [0, 1, 1, 2, 2, 3, 4, 4, 5, 5]  # 5 per video: 1 + 2 x 2
     assert maps.items_for_images(8) is None  # 4 per video: not 1 + k x 2
+    two = AttentionMaps(TRACKS[:1], maps.maps, maps.sigmas, frames=2)  # 3 videos of 2 latent frames: 5 images each
+    assert two.items_for_images(15) == [0, 1, 1, 1, 1, 2, 3, 3, 3, 3, 4, 5, 5, 5, 5]
+    assert two.items_for_images(9) == [0, 1, 1, 2, 3, 3, 4, 5, 5]  # 1 + 2 x 1 each
+    four = AttentionMaps(TRACKS[:1], torch.zeros(1, 1, 4, 1, 1), (1.0,), frames=4)  # one video of 4: 1 + 4 x 3 = 13
+    assert four.items_for_images(13) == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    assert four.items_for_images(11) is None and four.items_for_images(14) is None
     images = AttentionMaps(TRACKS[:1], maps.maps, maps.sigmas)  # the same 6 items as images, not video frames
     assert images.items_for_images(3) is None and images.items_for_images(12) is None
     assert images.items_for_images(6) == list(range(6)) and images.video_of(4) == [4]

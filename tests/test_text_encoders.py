@@ -20,7 +20,8 @@ import sentencepiece
 import torch
 from comfy.text_encoders import flux, qwen_image, sd3_clip, wan
 
-from delayed_negative.attention.text_encoders import qwen_template_end, token_parts, word_columns
+from delayed_negative.attention.prompt_words import CLIP_PART, find_word_columns
+from delayed_negative.attention.text_encoders import qwen_template_end, sub_tokenizer, token_parts, word_columns
 from delayed_negative.attention.words import columns_for, empty_columns
 
 PROMPT = "a portrait of a man, (red hat:1.2) and a scarf"
@@ -153,3 +154,27 @@ def test_the_qwen_template_cut_follows_comfyui_s_rule_on_any_tokens():
     assert qwen_template_end(chunks([5, start, user, newline, 7])) == 4  # one <|im_start|>: that one
     assert qwen_template_end(chunks([start, 5, start, start, user, newline, 7])) == 2  # only the first two count
     assert qwen_template_end(chunks([5, 6, 7])) == 0
+
+
+def test_sd1_and_sdxl_words_are_the_clip_columns_of_prompt_words():
+    from comfy import sd1_clip, sdxl_clip
+
+    for tokenizer in (sd1_clip.SD1Tokenizer(), sdxl_clip.SDXLTokenizer()):
+        clip = TokenizerOnlyClip(tokenizer)
+        tokens = clip.tokenize(PROMPT, return_word_ids=True)
+        assert token_parts(clip, tokens) == [(CLIP_PART, 0)]
+        expected = find_word_columns(tokens, PROMPT, ["man", "red hat"], "positive prompt")
+        assert word_columns(clip, PROMPT, ["man", "red hat"], "positive prompt") == expected
+        assert expected["man"] == [5]  # <start> a portrait of a man
+
+
+def test_sd3_with_clip_g_alone_keeps_the_clip_part():
+    tokenizer = sd3_clip.SD3Tokenizer()
+    both = word_columns(TokenizerOnlyClip(tokenizer, clip_l=True, clip_g=False, t5xxl=False), PROMPT, ["man"], "p")
+    assert word_columns(TokenizerOnlyClip(tokenizer, clip_l=False, clip_g=True, t5xxl=False), PROMPT, ["man"],
+                        "p") == both == {"man": [5]}
+
+
+def test_a_tokenizer_without_the_part_asked_is_named():
+    with pytest.raises(ValueError, match="This CLIP's tokenizer has no 'umt5xxl' part"):
+        sub_tokenizer(flux.FluxTokenizer(), "umt5xxl")
