@@ -212,6 +212,7 @@ def test_an_attention_call_is_read_whichever_way_comfyui_passes_its_arguments():
     mask = torch.ones(6, dtype=torch.bool)
     heads_first = q.reshape(2, 6, 2, 4).transpose(1, 2)
     for args, kwargs in (((q, k, v, 2), {}), ((q, k, v), {"heads": 2}), ((q, k, v, 2, mask), {}),
+                         ((q, k, v, 2, mask, None), {}),  # attn_precision too, still without skip_reshape
                          ((q, k, v, 2), {"mask": mask, "transformer_options": {"x": 1}})):
         call = TextAttentionCall(args, kwargs)
         assert torch.equal(call.queries, heads_first) and call.keys.shape == (2, 2, 6, 4)
