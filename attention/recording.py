@@ -147,7 +147,9 @@ class AttentionRecording:
             mask = mask[..., image, :]
 
         def probabilities(rows, columns):
-            rows_mask = mask[rows] if mask is not None and mask.ndim == 4 and mask.shape[0] > 1 else mask
+            # ComfyUI's masks: [keys], [queries, keys], or with the batch first ([batch, queries, keys],
+            # [batch, heads, queries, keys]); a batch of masks is cut to the chunk's rows
+            rows_mask = mask[rows] if mask is not None and mask.ndim >= 3 and mask.shape[0] > 1 else mask
             return text_probabilities(queries[rows], call.keys[rows], columns + layout.text_start, rows_mask)
 
         self.add_call(call.options, queries.shape[0], layout.text_tokens, queries.device, probabilities,
