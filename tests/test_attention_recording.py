@@ -221,3 +221,15 @@ def test_works_with_the_stock_ksampler_too(sd15):
     assert not maps.maps[:, negative_track].isnan().any()  # the stock KSampler uses the negative from step 0
     assert maps.maps[:, maps.track_index("<end>")].isnan().all()  # and never the empty prompt
     assert maps.steps == 3 and maps.maps.shape[2:] == (1, 8, 8)
+
+
+def test_a_shorter_prompt_repeated_to_a_longer_one_counts_its_words_in_every_copy():
+    """ComfyUI batches a 77-token negative beside a 154-token positive by repeating the negative's
+    tokens; the attention to the word is then split between the copies, and both are its share."""
+    recording = AttentionRecording({"positive": [("a", [3])], "negative": [("b", [2, 5])], "empty": []}, None)
+    columns, words, index = recording.columns_to_gather("negative", 154, torch.device("cpu"), 77)
+    assert columns == [2, 5, 79, 82] and sorted(words[0]) == columns and index.tolist() == columns
+    columns, words, _ = recording.columns_to_gather("positive", 154, torch.device("cpu"), 154)
+    assert columns == [3] and words == [[3]]
+    # a length that is no multiple of the prompt's own: its columns as they are
+    assert recording.columns_to_gather("negative", 100, torch.device("cpu"), 77)[0] == [2, 5]
