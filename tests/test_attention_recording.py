@@ -233,3 +233,31 @@ def test_a_shorter_prompt_repeated_to_a_longer_one_counts_its_words_in_every_cop
     assert columns == [3] and words == [[3]]
     # a length that is no multiple of the prompt's own: its columns as they are
     assert recording.columns_to_gather("negative", 100, torch.device("cpu"), 77)[0] == [2, 5]
+
+
+def test_a_one_chunk_negative_batched_beside_a_two_chunk_positive_gets_both_copies_of_its_words():
+    model = single_resolution_sd15()
+    prompts = embeddings()
+    prompts["positive"] = torch.randn(1, 154, 768, generator=torch.Generator().manual_seed(9)) * 3  # two chunks
+    recording = AttentionRecording(COLUMNS, prompts["empty"])
+    patched = record_attention(model, recording)
+    calls, handles = capture_queries_and_keys(patched)
+    try:
+        run(patched, prompts, "euler", start=0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    maps = recording.snapshot()
+    layers = len(cross_attention_blocks(model.get_model_object("diffusion_model")))
+    assert len(calls) == STEPS * layers
+    mustache = [t.word for t in maps.tracks].index("mustache")
+    for step in range(STEPS):
+        expected, first_copy = 0, 0
+        for q, k, heads in calls[step * layers:(step + 1) * layers]:
+            assert k.shape[1] == 154  # ComfyUI batched both prompts, repeating the negative's 77 tokens
+            row = next(r for r in range(k.shape[0]) if torch.equal(k[r, :77], k[r, 77:]))  # the negative's
+            expected = expected + brute_force(q[row:row + 1], k[row:row + 1], heads, [1, 78]) / layers
+            first_copy = first_copy + brute_force(q[row:row + 1], k[row:row + 1], heads, [1]) / layers
+        got = maps.maps[step, mustache, 0].double()
+        torch.testing.assert_close(got, expected.reshape(8, 8), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got / 2, first_copy.reshape(8, 8), rtol=1e-5, atol=1e-7)  # each copy half
