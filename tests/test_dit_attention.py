@@ -267,22 +267,30 @@ def test_another_packs_attention_override_still_runs_and_its_output_is_returned(
     assert len(seen) == 2 * calls_without and not recording.snapshot().maps[:, 0].isnan().any()
 
 
-def test_a_masked_joint_call_with_reference_tokens_is_recorded_from_the_image_rows_only():
+MASK_SHAPES = {  # ComfyUI's attention mask forms, for 2 chunks x batch 2 = 4 rows and 9 joint tokens
+    "queries x keys": (9, 9), "rows x queries x keys": (4, 9, 9), "rows x 1 x keys": (4, 1, 9),
+    "one mask for every row": (1, 9, 9),
+    "rows x heads x queries x keys": (4, 1, 9, 9)}
+
+
+@pytest.mark.parametrize("shape", MASK_SHAPES.values(), ids=MASK_SHAPES.keys())
+def test_a_masked_joint_call_with_reference_tokens_is_recorded_from_the_image_rows_only(shape):
     """One attention call given by hand: 2 chunks (positive, negative) of batch 2, 3 text tokens, a 2 x 2
-    token image (4 x 4 latent), 2 reference-image tokens after it, and a per-row additive mask over the
-    whole joint sequence; the maps are the explicit masked softmax of the image rows."""
+    token image (4 x 4 latent), 2 reference-image tokens after it, and an additive mask over the joint
+    sequence in each of ComfyUI's shapes; the maps are the explicit masked softmax of the image rows."""
     generator = torch.Generator().manual_seed(0)
     batch, heads, dim, text, image, refs = 2, 2, 4, 3, 4, 2
     length = text + image + refs
     recording = AttentionRecording({"positive": [("a", [0, 2])], "negative": [("b", [1])], "empty": []}, None)
     recording.begin_run(None, torch.tensor([1.0, 0.0]), (batch, 16, 4, 4))
     queries, keys = torch.randn(2, 2 * batch, heads, length, dim, generator=generator)
-    mask = torch.randn(2 * batch, length, length, generator=generator)  # [rows, queries, keys]
+    mask = torch.randn(*shape, generator=generator)
     options = {"cond_or_uncond": [0, 1], "uuids": [None, None]}
     call = TextAttentionCall((queries, keys, keys, heads, mask), {"skip_reshape": True, "transformer_options": options})
     recording.add_text_attention(call, TokenLayout(True, 0, text, (1, 2, 2), (1, 4, 4)))
     maps = recording.snapshot().maps[0]  # [tracks, items, 4, 4]
-    scores = queries.double() @ keys.double().transpose(-1, -2) / math.sqrt(dim) + mask[:, None].double()
+    full = mask if mask.ndim == 4 else mask[:, None] if mask.ndim == 3 else mask[None, None]
+    scores = queries.double() @ keys.double().transpose(-1, -2) / math.sqrt(dim) + full.double()
     probabilities = torch.softmax(scores, dim=-1)[:, :, text:text + image]  # the image rows
     for track, (chunk, columns) in enumerate(((0, [0, 2]), (1, [1]))):
         rows = probabilities[chunk * batch:(chunk + 1) * batch, :, :, columns].sum(-1).mean(1)  # [batch, 4]
