@@ -85,3 +85,11 @@ class AttentionMaps:
         stride = (per_video - 1) // (self.frames - 1)
         return [video * self.frames + math.ceil(image / stride) for video in range(videos)
                 for image in range(per_video)]
+
+    def image_of_each_item(self, count: int) -> list[int]:
+        """Which of `count` decoded images to show under each item: all of them, or for a decoded
+        video the first image each latent frame made."""
+        order = self.items_for_images(count)
+        if order is None or count == self.maps.shape[2]:
+            return list(range(count))
+        return [order.index(item) for item in range(self.maps.shape[2])]

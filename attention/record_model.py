@@ -17,10 +17,9 @@ from comfy.patcher_extension import WrappersMP
 
 from ..samplers.step_clock import StepClock
 from .dit_hooks import observe_dit_attention
-from .dit_layout import family_of
+from .dit_layout import FAMILIES, family_of
 from .recording import AttentionRecording
 
-DIT_FAMILIES = ("SD3.x", "Flux", "Chroma", "Qwen-Image", "Wan 2.x")
 
 WRAPPER_KEY = "delayed_negative.attention"
 LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
@@ -91,8 +90,9 @@ def attach_recording(patched, recording: AttentionRecording, layers: str) -> Non
         return
     family = family_of(patched)
     if family is None:
+        mapped = ", ".join(name for name, _joint in FAMILIES.values())
         raise ValueError(f"Attention maps do not cover this model ({type(patched.model).__name__}) yet: they work "
-                         f"with SD1.x, SD2.x and SDXL UNets and with {', '.join(DIT_FAMILIES)} DiT models.")
+                         f"with SD1.x, SD2.x and SDXL UNets and with {mapped} DiT models.")
     if layers != "all":
         raise ValueError(f"{family[0]} is a DiT: it has no input, middle or output blocks. Set layers to 'all'.")
     observe_dit_attention(patched, recording.add_text_attention)

@@ -41,9 +41,11 @@ def token_parts(clip, tokens: dict) -> list[tuple[TokenizerPart, int]]:
                      "Chroma, Wan and Qwen-Image.")
 
 
-def word_columns(clip, prompt: str, words: list[str], prompt_label: str) -> dict[str, list[int]]:
-    """{word: sorted columns in the conditioning} for the requested words of `prompt`."""
-    tokens = clip.tokenize(prompt, return_word_ids=True)
+def word_columns(clip, prompt: str, words: list[str], prompt_label: str, tokens: dict | None = None
+                 ) -> dict[str, list[int]]:
+    """{word: sorted columns in the conditioning} for the requested words of `prompt` (`tokens`: what
+    `clip.tokenize(prompt, return_word_ids=True)` gave, when the caller has it already)."""
+    tokens = tokens or clip.tokenize(prompt, return_word_ids=True)
     found: dict[str, set[int]] = {word: set() for word in words if word.strip()}
     for part, offset in token_parts(clip, tokens):
         for word, columns in find_word_columns(tokens, prompt, words, prompt_label, part).items():
@@ -53,9 +55,9 @@ def word_columns(clip, prompt: str, words: list[str], prompt_label: str) -> dict
     return {word: sorted(columns) for word, columns in found.items()}
 
 
-def every_word(clip, prompt: str, prompt_label: str) -> list[str]:
+def every_word(clip, prompt: str, prompt_label: str, tokens: dict | None = None) -> list[str]:
     """The words of `prompt` that have tokens, in order (read from its first tokenizer part)."""
-    tokens = clip.tokenize(prompt, return_word_ids=True)
+    tokens = tokens or clip.tokenize(prompt, return_word_ids=True)
     part, _offset = token_parts(clip, tokens)[0]
     return [word.text for word in prompt_words(tokens, prompt, prompt_label, part) if word.columns]
 

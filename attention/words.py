@@ -19,8 +19,9 @@ def columns_for(clip, prompt: str, words: str, label: str) -> list[tuple[str, li
     """[(word, columns)] for a comma-separated list of words of `prompt`; an empty list: every word."""
     if not prompt.strip():
         return []
-    wanted = chosen_words(words) or every_word(clip, prompt, label)
-    found = word_columns(clip, prompt, wanted, label)
+    tokens = clip.tokenize(prompt, return_word_ids=True)
+    wanted = chosen_words(words) or every_word(clip, prompt, label, tokens)
+    found = word_columns(clip, prompt, wanted, label, tokens)
     return [(word, columns) for word, columns in found.items() if columns]
 
 

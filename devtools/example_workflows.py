@@ -234,6 +234,24 @@ def decode(graph, checkpoint, samples: Output):
     return graph.add("VAEDecode", samples=samples, vae=checkpoint["VAE"])
 
 
+def record_maps(graph, checkpoint, positive_words: str, negative_words: str) -> Node:
+    """Record Attention Maps on the checkpoint's model, the prompts read from the conditioning."""
+    return graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
+                     positive_prompt="", negative_prompt="", positive_words=positive_words,
+                     negative_words=negative_words, layers="all")
+
+
+def collect_maps(graph, recorder: Node, sampler: Node) -> Node:
+    return graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+
+
+def save_chart(graph, maps: Node, prefix: str):
+    """The strength chart of every recorded word, the negative's start marked where it appears."""
+    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
+                      mark_step=-1)
+    return save(graph, chart[0], prefix)
+
+
 def paper_example(object_info) -> Graph:
     graph = Graph(object_info, (
         "The paper's example (arXiv 2406.02965): \"portrait photo of a man\" with the negative \"mustache\". "
@@ -267,17 +285,13 @@ def attention_maps(object_info) -> Graph:
         "Overlay: where each word acts on the image. Mask: where \"mustache\" acts, as a MASK.\n\n"
         "Changing a view's settings re-renders without sampling again."))
     checkpoint, positive, negative, latent = text_to_image_inputs(graph, encoder=WORDS_ENCODER)
-    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt="", negative_prompt="", positive_words="man",
-                         negative_words="mustache", layers="all")
+    recorder = record_maps(graph, checkpoint, "man", "mustache")
     sampler = delayed_ksampler(graph, checkpoint, positive, negative, latent, float(CRITICAL_STEP),
                                model=recorder["MODEL"])
     image = decode(graph, checkpoint, sampler[0])
     save(graph, image[0], "attention_image")
-    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
-    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
-                      mark_step=-1)
-    save(graph, chart[0], "attention_chart")
+    maps = collect_maps(graph, recorder, sampler)
+    save_chart(graph, maps, "attention_chart")
     grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="",
                      steps="0, 2, 4, 5, 6, 8, 12, 16, 20, 25, 29", batch_index=0, colormap="viridis",
                      normalization="per word over steps", cell_size=96)
@@ -375,19 +389,15 @@ def guidance_schedule(object_info) -> Graph:
     plan = graph.add("DelayedNegativeGuidanceSchedule", cfg_curve="cosine", cfg_list="9, 8, 7, 6", cfg_first=9.0,
                      cfg_last=5.0, curve_first_step=0, curve_last_step=-1, ramp_steps=3, guidance_start=0.1,
                      guidance_end=-1.0, guidance_unit="fraction of steps")
-    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt="", negative_prompt="", positive_words="man",
-                         negative_words="mustache", layers="all")
+    recorder = record_maps(graph, checkpoint, "man", "mustache")
     sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=STEPS, cfg=CFG,
                         sampler_name="euler", scheduler="normal", positive=positive[0], negative=negative[0],
                         latent_image=latent[0], denoise=1.0, negative_start=float(CRITICAL_STEP), negative_end=-1.0,
                         timing_unit="step", before_negative="empty prompt", clip=checkpoint["CLIP"],
                         guidance_schedule=plan[0])
     save(graph, decode(graph, checkpoint, sampler[0])[0], "guidance_schedule")
-    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
-    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
-                      mark_step=-1)
-    save(graph, chart[0], "attention_chart")
+    maps = collect_maps(graph, recorder, sampler)
+    save_chart(graph, maps, "attention_chart")
     return graph
 
 
@@ -418,9 +428,7 @@ def toy_glasses(object_info) -> Graph:
                       negative=no_negative[0], **shared)
     stock = graph.add("KSampler", title="KSampler (stock): negative from step 0", model=checkpoint["MODEL"],
                       negative=negative[0], **shared)
-    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt="", negative_prompt="", positive_words="man, glasses",
-                         negative_words="glasses", layers="all")
+    recorder = record_maps(graph, checkpoint, "man, glasses", "glasses")
     delayed = graph.add("DelayedNegativeKSampler",
                         title=f"KSampler (Delayed Negative): negative from step {TOY_CRITICAL_STEP}",
                         model=recorder["MODEL"], negative=negative[0], negative_start=float(TOY_CRITICAL_STEP),
@@ -432,10 +440,8 @@ def toy_glasses(object_info) -> Graph:
                            f"{TOY_CRITICAL_STEP}", labels=", ".join(label + "," * (TOY_BATCH - 1) for label in labels),
                            columns=TOY_BATCH, image_1=rows[0][0], image_2=rows[1][0], image_3=rows[2][0])
     save(graph, comparison[0], "toy_glasses_none_stock_delayed")
-    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=delayed[0])
-    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
-                      mark_step=-1)
-    save(graph, chart[0], "toy_attention_chart")
+    maps = collect_maps(graph, recorder, delayed)
+    save_chart(graph, maps, "toy_attention_chart")
     grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="", steps="all", batch_index=0,
                      colormap="viridis", normalization="per word over steps", cell_size=64)
     save(graph, grid[0], "toy_attention_grid")
@@ -454,9 +460,7 @@ def toy_viewer(object_info) -> Graph:
     positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
     negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
     latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=4)
-    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt="", negative_prompt="", positive_words="",
-                         negative_words="", layers="all")
+    recorder = record_maps(graph, checkpoint, "", "")
     sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=TOY_SEED, steps=TOY_STEPS,
                         cfg=TOY_CFG, sampler_name="euler", scheduler="normal", positive=positive[0],
                         negative=negative[0], latent_image=latent[0], denoise=1.0,
@@ -464,7 +468,7 @@ def toy_viewer(object_info) -> Graph:
                         before_negative="empty prompt", clip=checkpoint["CLIP"])
     image = decode(graph, checkpoint, sampler[0])
     save(graph, image[0], "toy_attention_viewer")
-    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
+    maps = collect_maps(graph, recorder, sampler)
     graph.add(VIEWER, attention_maps=maps[0], image=image[0])
     return graph
 
@@ -487,19 +491,15 @@ def sd35_attention(object_info) -> Graph:
     positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
     negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
     latent = graph.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=checkpoint["MODEL"], clip=checkpoint["CLIP"],
-                         positive_prompt="", negative_prompt="", positive_words="man",
-                         negative_words="mustache", layers="all")
+    recorder = record_maps(graph, checkpoint, "man", "mustache")
     sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=SD35_STEPS,
                         cfg=SD35_CFG, sampler_name="dpmpp_2m", scheduler="sgm_uniform", positive=positive[0],
                         negative=negative[0], latent_image=latent[0], denoise=1.0,
                         negative_start=float(SD35_START), negative_end=-1.0, timing_unit="step",
                         before_negative="empty prompt", clip=checkpoint["CLIP"])
     save(graph, decode(graph, checkpoint, sampler[0])[0], "sd35_delayed_negative")
-    maps = graph.add("DelayedNegativeCollectAttentionMaps", recording=recorder[1], samples=sampler[0])
-    chart = graph.add("DelayedNegativeAttentionChart", attention_maps=maps[0], words="", batch_index=0,
-                      mark_step=-1)
-    save(graph, chart[0], "attention_chart")
+    maps = collect_maps(graph, recorder, sampler)
+    save_chart(graph, maps, "attention_chart")
     grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="",
                      steps=f"0, 4, {SD35_START}, 12, 16, 20, {SD35_STEPS - 1}", batch_index=0, colormap="viridis",
                      normalization="per word over steps", cell_size=96)

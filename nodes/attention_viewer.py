@@ -33,17 +33,9 @@ class AttentionViewer(io.ComfyNode):
 
     @classmethod
     def execute(cls, attention_maps, image):
-        saved = ui.PreviewImage(image[frames_shown(attention_maps, image.shape[0])], cls=cls).as_dict()["images"]
+        shown = image[attention_maps.image_of_each_item(image.shape[0])]
+        saved = ui.PreviewImage(shown, cls=cls).as_dict()["images"]
         return io.NodeOutput(ui={UI_KEY: [viewer_payload(attention_maps, saved)]})
-
-
-def frames_shown(maps, count: int) -> list[int]:
-    """Which of `count` decoded images to show under each batch item: all of them, or for a decoded
-    video the first frame each latent frame made (the viewer's items are the latent frames)."""
-    order = maps.items_for_images(count)
-    if order is None or count == maps.maps.shape[2]:
-        return list(range(count))
-    return [order.index(item) for item in range(maps.maps.shape[2])]
 
 
 NODES = [AttentionViewer]

@@ -19,28 +19,27 @@ SD3_CHECKPOINT = CHECKPOINT.with_name("delayed-negative-test-sd3.safetensors")
 comfy_env.import_pack()
 
 
-@pytest.fixture(scope="session")
-def checkpoint():
-    """(model, clip, vae) from the generated SD1.5-architecture checkpoint, via the stock loader node."""
+def load_generated_checkpoint(path: Path):
+    """(model, clip, vae) from a checkpoint `make test` generates, via the stock loader node."""
     import folder_paths
     import nodes
 
-    if not CHECKPOINT.is_file():
-        pytest.fail(f"{CHECKPOINT} is missing: `make test` generates it.")
-    folder_paths.add_model_folder_path("checkpoints", str(CHECKPOINT.parent))
-    return nodes.CheckpointLoaderSimple().load_checkpoint(CHECKPOINT.name)
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: `make test` generates it.")
+    folder_paths.add_model_folder_path("checkpoints", str(path.parent))
+    return nodes.CheckpointLoaderSimple().load_checkpoint(path.name)
+
+
+@pytest.fixture(scope="session")
+def checkpoint():
+    """The generated SD1.5-architecture checkpoint."""
+    return load_generated_checkpoint(CHECKPOINT)
 
 
 @pytest.fixture(scope="session")
 def sd3_checkpoint():
-    """(model, clip, vae) from the generated SD3 checkpoint (MMDiT, CLIP-L, TAESD3), via the stock loader node."""
-    import folder_paths
-    import nodes
-
-    if not SD3_CHECKPOINT.is_file():
-        pytest.fail(f"{SD3_CHECKPOINT} is missing: `make test` generates it.")
-    folder_paths.add_model_folder_path("checkpoints", str(SD3_CHECKPOINT.parent))
-    return nodes.CheckpointLoaderSimple().load_checkpoint(SD3_CHECKPOINT.name)
+    """The generated SD3 checkpoint (MMDiT, CLIP-L, TAESD3)."""
+    return load_generated_checkpoint(SD3_CHECKPOINT)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Attention recording on the real ComfyUI: exact maps, exact steps, branches apart, no change to the image."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -44,8 +46,10 @@ def run(model, prompts, sampler="euler", start=2, batch=1):
                                      latent, NegativeTiming(start), conds["empty"])["samples"]
 
 
+@contextlib.contextmanager
 def capture_queries_and_keys(model):
-    """Forward hooks on every cross-attention's to_q / to_k: an independent view of q and k."""
+    """Forward hooks on every cross-attention's to_q / to_k while in the block: an independent view of
+    q and k. Yields the list each call appends (q, k, heads) to."""
     calls, handles = [], []
     for module in model.get_model_object("diffusion_model").modules():
         if hasattr(module, "attn2"):
@@ -55,7 +59,11 @@ def capture_queries_and_keys(model):
             handles.append(module.attn2.to_k.register_forward_hook(
                 lambda _m, _i, out, pending=pending, heads=module.attn2.heads: calls.append(
                     (pending.pop("q"), out.detach().clone(), heads))))
-    return calls, handles
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def brute_force(q, k, heads, columns):
@@ -78,12 +86,8 @@ def test_recorded_maps_equal_a_brute_force_softmax_reference():
     patched = record_attention(model, recording)
     log = []
     instrumented = instrument(patched, prompts, log)
-    calls, handles = capture_queries_and_keys(instrumented)
-    try:
+    with capture_queries_and_keys(instrumented) as calls:
         run(instrumented, prompts, "euler", start=2)
-    finally:
-        for handle in handles:
-            handle.remove()
     maps = recording.snapshot()
     layers = len(calls) // len(log)
     assert layers == len(cross_attention_blocks(model.get_model_object("diffusion_model"))) >= 2
@@ -241,12 +245,8 @@ def test_a_one_chunk_negative_batched_beside_a_two_chunk_positive_gets_both_copi
     prompts["positive"] = torch.randn(1, 154, 768, generator=torch.Generator().manual_seed(9)) * 3  # two chunks
     recording = AttentionRecording(COLUMNS, prompts["empty"])
     patched = record_attention(model, recording)
-    calls, handles = capture_queries_and_keys(patched)
-    try:
+    with capture_queries_and_keys(patched) as calls:
         run(patched, prompts, "euler", start=0)
-    finally:
-        for handle in handles:
-            handle.remove()
     maps = recording.snapshot()
     layers = len(cross_attention_blocks(model.get_model_object("diffusion_model")))
     assert len(calls) == STEPS * layers

@@ -9,7 +9,7 @@ from the conditioning. Batch 2, a non-square latent (16 x 24: 8 x 12 image token
 prompt's <end> before the delayed negative and the negative's word after it, every step.
 
 The reference reads the queries and keys of every attention call from its own attention
-override, keeps the joint calls (77 text tokens first, then the 96 image tokens), writes the
+override (test_dit_attention.capture_attention), keeps the joint calls (77 text tokens first, then the 96 image tokens), writes the
 softmax over the whole joint sequence out per head in float64, sums each word's columns (found
 here from the tokenizer's ids), averages the heads, lays each image token on its 2 x 2 latent
 patch and averages the two blocks of each step.
@@ -23,6 +23,7 @@ from comfy_extras.nodes_sd3 import EmptySD3LatentImage
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from delayed_negative.nodes.attention_text_encode import DelayedNegativeTextEncode
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
+from test_dit_attention import capture_attention
 
 PROMPT, NEGATIVE = "a portrait photo of a man with a red hat", "blurry hat"
 SEED, STEPS, CFG, START, BATCH = 5, 5, 4.5, 2, 2
@@ -37,19 +38,6 @@ def sample(model, clip, positive, negative):
                                            1.0, START, -1.0, "step", "empty prompt", clip).result[0]
 
 
-def capture_attention(model):
-    clone, calls = model.clone(), []
-
-    def override(func, *args, **kwargs):
-        q, k, heads = args[0], args[1], kwargs.get("heads", args[3] if len(args) > 3 else None)
-        calls.append((q.detach().clone(), k.detach().clone(), heads,
-                      list(kwargs["transformer_options"]["cond_or_uncond"])))
-        return func(*args, **kwargs)
-
-    clone.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
-    return clone, calls
-
-
 def token_columns(clip, text, token_ids):
     ids = [token[0] for chunk in clip.tokenize(text)["l"] for token in chunk]
     return [column for column, token in enumerate(ids) if token in token_ids]
@@ -57,15 +45,13 @@ def token_columns(clip, text, token_ids):
 
 def reference(calls, columns_of):
     """{(prompt, step): [words, batch, height, width]} from the joint calls (euler: one evaluation per step)."""
-    joint = [c for c in calls if c[0].shape[1] == c[1].shape[1] == TEXT + IMAGE]
+    joint = [c for c in calls if c[0].shape[2] == c[1].shape[2] == TEXT + IMAGE]
     assert len(joint) == 2 * STEPS
     sums = {}
-    for number, (q, k, heads, chunks) in enumerate(joint):
+    for number, (q, k, chunks) in enumerate(joint):  # heads first: [rows, heads, tokens, dim]
         step = number // 2
-        dim = q.shape[-1] // heads
-        q_heads = q.double().reshape(q.shape[0], -1, heads, dim).transpose(1, 2)[:, :, TEXT:]
-        k_heads = k.double().reshape(k.shape[0], -1, heads, dim).transpose(1, 2)
-        probabilities = torch.softmax(q_heads @ k_heads.transpose(-1, -2) / math.sqrt(dim), dim=-1)
+        scores = q.double()[:, :, TEXT:] @ k.double().transpose(-1, -2) / math.sqrt(q.shape[-1])
+        probabilities = torch.softmax(scores, dim=-1)
         for index, chunk in enumerate(chunks):
             prompt = "positive" if chunk == 0 else ("negative" if step >= START else "empty")
             rows = probabilities[index * BATCH:(index + 1) * BATCH]
