@@ -17,6 +17,7 @@ import torch
 from delayed_negative.samplers.delayed_negative_guider import DelayedNegativeGuider
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
+from delayed_negative.samplers.step_clock import StepClock
 from instrumented import instrument
 from sigma_reference import assert_same_evaluations, stock_timestep_range_log
 from tiny_models import tiny_sd15
@@ -58,12 +59,12 @@ def loop_steps(log, first_step=0):
     return [first_step + evaluation.sampler_step for evaluation in log]
 
 
-def assert_switch_at_start(log, steps):
+def assert_switch_at_start(log, steps, start=START):
     assert log, "the model was never evaluated"
     seen = [(step, evaluation.uncond) for step, evaluation in zip(steps, log)]
-    wrong = [(step, uncond) for step, uncond in seen if uncond != ("negative" if step >= START else "empty")]
-    assert not wrong, f"evaluations on the wrong side of step {START}: {wrong[:5]} of {seen}"
-    assert any(step < START for step in steps) and any(step >= START for step in steps)
+    wrong = [(step, uncond) for step, uncond in seen if uncond != ("negative" if step >= start else "empty")]
+    assert not wrong, f"evaluations on the wrong side of step {start}: {wrong[:5]} of {seen}"
+    assert any(step < start for step in steps) and any(step >= start for step in steps)
 
 
 def assert_switch_by_sigma(log, start_sigma):
@@ -117,11 +118,11 @@ def test_steps_count_the_whole_schedule_when_starting_later(model, prompts, samp
 
 # Samplers the pack has never seen ----------------------------------------------------------------------------
 
-def run_custom(model, prompts, sampler_function):
+def run_custom(model, prompts, sampler_function, start=START):
     """SamplerCustomAdvanced's path: the Delayed Negative Guider with a SAMPLER built from a function."""
     log = []
     condition = conditioning(prompts)
-    guider = DelayedNegativeGuider(instrument(model, prompts, log), NegativeTiming(START))
+    guider = DelayedNegativeGuider(instrument(model, prompts, log), NegativeTiming(start))
     guider.set_conds(condition["positive"], condition["negative"], condition["empty"])
     guider.set_cfg(5.0)
     sigmas = full_schedule(model, STEPS, "euler", "karras")
@@ -140,20 +141,54 @@ def test_an_unknown_second_order_sampler_switches_exactly(model, prompts, functi
     assert_switch_at_start(log, loop_steps(log))
 
 
-def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(model, prompts, caplog):
-    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_heun_silent)
+@pytest.mark.parametrize("start", [1, START, STEPS - 1])  # the first and the last steps included
+def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(model, prompts, start, caplog):
+    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_heun_silent, start)
     said = notices(caplog)
     assert len(said) == 1 and "heun_silent" in said[0] and "by sigma" in said[0]
     assert f"it reported 0 steps for a schedule of {STEPS}" in said[0]
+    assert_switch_by_sigma(log, float(sigmas[start]))
+
+
+def test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma(model, prompts, caplog):
+    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_euler_looking_back)
+    said = notices(caplog)
+    assert len(said) == 1 and "euler_looking_back" in said[0]
+    assert "its steps do not begin at the schedule's sigmas" in said[0]
     assert_switch_by_sigma(log, float(sigmas[START]))
 
 
+def test_an_evaluation_the_dry_run_never_made_is_announced_and_goes_by_sigma(model, prompts, caplog):
+    # The extra evaluation is at the last step's sigma: by sigma it is the last step, where the negative starts.
+    log, _ = run_custom(model, prompts, third_party_samplers.sample_euler_with_a_final_touch, STEPS - 1)
+    said = notices(caplog)
+    assert len(log) == STEPS + 1
+    assert len(said) == 1 and "predicted no evaluation" in said[0] and f"evaluation {STEPS + 1}" in said[0]
+    assert [e.uncond for e in log] == ["empty"] * (STEPS - 1) + ["negative"] * 2
+    assert_switch_at_start(log, loop_steps(log), STEPS - 1)
+
+
 def test_a_sampler_that_adapts_to_the_model_is_announced_when_it_leaves_its_dry_run(model, prompts, caplog):
-    log, _ = run_custom(model, prompts, third_party_samplers.sample_euler_adaptive)
+    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_euler_adaptive)
     said = notices(caplog)
     assert len(said) == 1 and "adapts its steps" in said[0] and "evaluation 2" in said[0]
+    # Its second evaluation is a midpoint; the dry run (zero predictions, no midpoints) had the next step's sigma.
+    assert f"predicted sigma {float(sigmas[1]):.5g}" in said[0]
     # Its midpoints lie inside their own step, so by sigma it is still exact.
     assert_switch_at_start(log, loop_steps(log))
+
+
+def test_by_sigma_an_evaluation_belongs_to_the_step_whose_interval_holds_it():
+    sigmas = [14.6, 8.0, 4.0, 2.0, 1.0, 0.5, 0.2, 0.03, 0.0]
+    clock = StepClock(sigmas)
+
+    def holding(sigma):  # sigmas[i] >= sigma > sigmas[i+1]; above the first step is step 0, at the end the last
+        inside = [i for i in range(len(sigmas) - 1) if sigmas[i] >= sigma > sigmas[i + 1]]
+        return inside[0] if inside else (0 if sigma > sigmas[0] else len(sigmas) - 2)
+
+    probes = sigmas + [(a + b) / 2 for a, b in zip(sigmas, sigmas[1:])] + [20.0, 14.6 * 0.9999999]
+    assert [clock.step_by_sigma(sigma) for sigma in probes] == [holding(sigma) for sigma in probes]
+    assert clock.step_by_sigma(0.0) == 7 and clock.step_by_sigma(14.6) == 0 and clock.step_by_sigma(20.0) == 0
 
 
 def test_dry_run_leaves_the_random_state_and_the_result_alone(model, prompts):

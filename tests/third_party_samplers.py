@@ -71,3 +71,36 @@ def sample_euler_adaptive(model, x, sigmas, extra_args=None, callback=None, disa
         else:
             x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     return x
+
+
+@torch.no_grad()
+def sample_euler_with_a_final_touch(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Euler, then one more evaluation at the last step's sigma whenever the prediction is not
+    zero: the real run makes an evaluation its dry run never made."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    if denoised.abs().sum() > 0:
+        model(x, sigmas[-2] * s_in, **extra_args)
+    return x
+
+
+@torch.no_grad()
+def sample_euler_looking_back(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Begins each step after the first with an evaluation at the previous step's sigma (a
+    corrector for the step before) and reports it as the step's first: its steps do not begin in
+    their own sigma intervals, so the pack cannot learn them."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        if i > 0:
+            looked_back = model(x, sigmas[i - 1] * s_in, **extra_args)
+            if callback is not None:
+                callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": looked_back})
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if i == 0 and callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
