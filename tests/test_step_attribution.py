@@ -150,10 +150,13 @@ def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(m
     assert_switch_by_sigma(log, float(sigmas[start]))
 
 
-def test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma(model, prompts, caplog):
-    log, sigmas = run_custom(model, prompts, third_party_samplers.sample_euler_looking_back)
+@pytest.mark.parametrize("function", [third_party_samplers.sample_euler_looking_back,
+                                      third_party_samplers.sample_euler_reusing_its_last_prediction])
+def test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma(model, prompts, function,
+                                                                                      caplog):
+    log, sigmas = run_custom(model, prompts, function)
     said = notices(caplog)
-    assert len(said) == 1 and "euler_looking_back" in said[0]
+    assert len(said) == 1 and function.__name__.removeprefix("sample_") in said[0]
     assert "its steps do not begin at the schedule's sigmas" in said[0]
     assert_switch_by_sigma(log, float(sigmas[START]))
 

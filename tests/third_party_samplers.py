@@ -104,3 +104,17 @@ def sample_euler_looking_back(model, x, sigmas, extra_args=None, callback=None, 
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
         x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     return x
+
+
+@torch.no_grad()
+def sample_euler_reusing_its_last_prediction(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Reports each step at its end, and makes its last step from the previous prediction without
+    evaluating the model: a step without an evaluation has no first evaluation to learn."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        if i < len(sigmas) - 2:
+            denoised = model(x, sigmas[i] * s_in, **extra_args)
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+    return x
