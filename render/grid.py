@@ -95,8 +95,14 @@ def word_step_grid(maps: Tensor, word_labels: list[str], step_labels: list[str],
         for word in range(words):
             x, y = layout.cell_origin(step, word)
             if torch.isnan(cells[step, word]).all():
-                draw.rectangle((x, y, x + cell_size - 1, y + cell_size - 1), fill=ABSENT_FILL)
-                draw.line((x, y + cell_size - 1, x + cell_size - 1, y), fill=ABSENT_SLASH, width=2)
+                canvas.paste(absent_cell(cell_size), (x, y))
             else:
                 canvas.paste(Image.fromarray(to_uint8(colours[word])), (x, y))
     return pil_to_image(canvas)
+
+
+def absent_cell(size: int) -> Image.Image:
+    """Grey with a slash from the bottom-left corner to the top-right, drawn inside the cell."""
+    cell = Image.new("RGB", (size, size), ABSENT_FILL)
+    ImageDraw.Draw(cell).line((0, size - 1, size - 1, 0), fill=ABSENT_SLASH, width=2)
+    return cell

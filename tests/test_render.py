@@ -21,7 +21,8 @@ from delayed_negative.render import (
 )
 from delayed_negative.render.chart import MARKER_COLOUR, SERIES_COLOURS
 from delayed_negative.render.colormaps import hex_to_rgb
-from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH
+from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH, BACKGROUND, TEXT_COLOUR
+from delayed_negative.render.text import fit_text, label_font, text_width
 from delayed_negative.render.ticks import step_ticks, value_ticks
 
 NAN = float("nan")
@@ -177,6 +178,62 @@ def test_grid_layout_size_cell_colours_and_absent_cells():
     # labels: dark text in the word column and in the step header
     assert (image[0, layout.header_height:, :layout.label_width].sum(-1) < 1.5).any()
     assert (image[0, :layout.header_height, layout.label_width:].sum(-1) < 1.5).any()
+
+
+def ink_box(ink: torch.Tensor) -> tuple[float, float, int, int]:
+    """Centre (x, y) and left and right column of the True pixels of a [H, W] mask."""
+    rows, columns = ink.nonzero(as_tuple=True)
+    return float(columns.float().mean()), float(rows.float().mean()), int(columns.min()), int(columns.max())
+
+
+def test_grid_cells_gaps_slashes_and_labels_are_where_the_layout_says():
+    steps, words, long_label = 3, 2, "an-extremely-long-word-label-here"
+    values = torch.tensor([[0.2, 0.9], [0.5, NAN], [0.7, 1.0]])
+    maps = values[:, :, None, None].expand(steps, words, 4, 4).clone()
+    maps[2, 1, 0, 0] = NAN  # one pixel absent: grey where it reaches, the cell's colour elsewhere
+    image = word_step_grid(maps, ["cat", long_label], ["s0", "s1", "s2"], "viridis")  # the default cell, 96
+
+    layout = GridLayout(steps, words, 96)
+    # In numbers: labels two cells wide, the header two font sizes (96 // 6) high, cells 2 px apart.
+    assert (layout.label_width, layout.header_height, layout.cell_origin(2, 1)) == (192, 32, (192 + 2 * 98, 32 + 98))
+    assert image.shape == (1, 32 + 2 * 98, 192 + 3 * 98, 3)
+    background, dark = colour_pixels(image, BACKGROUND), colour_pixels(image, TEXT_COLOUR) | (image[0].sum(-1) < 1.0)
+    for step in range(steps):
+        for word in range(words):
+            x, y = layout.cell_origin(step, word)
+            assert background[y:y + 98, x + 96:x + 98].all() and background[y + 96:y + 98, x:x + 98].all()
+            cell = image[0, y:y + 96, x:x + 96]
+            if (step, word) == (1, 1):  # absent: grey, with a 2-pixel slash from corner to corner
+                grey, slash = (colour_pixels(image, colour)[y:y + 96, x:x + 96] for colour in (ABSENT_FILL, ABSENT_SLASH))
+                assert (grey | slash).all() and slash[95, 0] and slash[0, 94] and slash[1, 95]
+                assert slash[1:-1].sum(dim=1).tolist() == [3] * 94
+            elif (step, word) == (2, 1):
+                assert torch.allclose(cell[0, 0], torch.tensor(ABSENT_FILL) / 255.0, atol=0.5 / 255.0)
+                assert torch.allclose(cell[95, 95], apply_colormap(torch.tensor(1.0), "viridis"), atol=PIXEL)
+            else:
+                assert (cell - apply_colormap(values[step, word], "viridis")).abs().max() <= PIXEL
+    for step in range(steps):  # step labels centred over their column, in a 16 px font
+        x, _ = layout.cell_origin(step, 0)
+        centre_x, centre_y, _, _ = ink_box(dark[:32, x:x + 96])
+        assert abs(centre_x - 48) < 3 and abs(centre_y - 16) < 2
+        rows = dark[:32, x:x + 96].any(dim=1).nonzero()
+        assert int(rows.max() - rows.min()) >= 8
+    padding, font = 8, label_font(16)
+    for word, label in enumerate(["cat", long_label]):  # word labels left-aligned, centred on their row
+        _, y = layout.cell_origin(0, word)
+        _, centre_y, left, right = ink_box(dark[y:y + 96, :192])
+        assert abs(centre_y - 48) < 2.5 and padding <= left <= padding + 2
+        assert abs((right - left + 1) - text_width(fit_text(label, font, 192 - 2 * padding), font)) <= 2
+    assert fit_text(long_label, font, 192 - 2 * padding).endswith("...")
+    assert not dark[:32, :192].any() and not dark[32:, 192:].any()
+
+
+def test_grid_cells_of_16_pixels_are_the_smallest():
+    assert word_step_grid(torch.zeros(1, 1, 4, 4), ["cat"], ["s0"], "viridis", 16).shape == (1, 20 + 18, 32 + 18, 3)
+    with pytest.raises(ValueError, match="cell_size 15 is too small"):
+        word_step_grid(torch.zeros(1, 1, 4, 4), ["cat"], ["s0"], "viridis", 15)
+    with pytest.raises(ValueError, match=r"\[steps, words, height, width\], got \(1, 4, 4\)"):
+        word_step_grid(torch.zeros(1, 4, 4), ["cat"], ["s0"], "viridis")
 
 
 def test_grid_wants_one_label_per_word_and_step():
