@@ -22,8 +22,8 @@ def word_mask(maps: Tensor, first_step: int, last_step: int, height: int, width:
     if not 0 <= first_step <= last_step < steps:
         raise ValueError(f"Step range {first_step}..{last_step} is empty or outside the recorded steps; "
                          f"pick first_step <= last_step within 0..{steps - 1}.")
+    # Absence is per map: the mean is NaN everywhere (and the mask empty) if the word is absent throughout.
     mean = torch.nanmean(maps[first_step:last_step + 1].float(), dim=0)
-    mean = torch.nan_to_num(mean, nan=0.0)
     low, high = mean.min(), mean.max()
     scaled = (mean - low) / (high - low) if high > low else torch.zeros_like(mean)
     mask = upsample_maps(scaled, height, width).clamp(0.0, 1.0).unsqueeze(0)

@@ -352,6 +352,24 @@ def test_word_mask_ignores_absent_steps_and_thresholds():
     assert binary[0, 5, 5] == 1 and binary[0, 26, 26] == 1 and binary[0, 5, 26] == 0
 
 
+def test_word_mask_stretches_the_mean_from_its_lowest_to_its_highest_value():
+    maps = torch.full((2, 4, 4), 0.2)
+    maps[0, :, 2:] = 0.6  # the mean: 0.2 on the left half, 0.4 on the right
+    mask = word_mask(maps, 0, 1, 4, 4, None)
+    assert torch.allclose(mask[0, :, :2], torch.zeros(4, 2)) and torch.allclose(mask[0, :, 2:], torch.ones(4, 2))
+    assert torch.equal(word_mask(maps, 0, 1, 4, 4, 1.0), mask.round())  # a threshold is reached at equality
+
+
+@pytest.mark.parametrize("maps", [torch.full((3, 4, 4), NAN), torch.full((3, 4, 4), 0.7)], ids=["absent", "even"])
+def test_word_mask_of_an_absent_or_even_word_is_empty(maps):
+    assert torch.equal(word_mask(maps, 0, 2, 8, 8, None), torch.zeros(1, 8, 8))
+
+
+def test_word_mask_wants_one_words_maps():
+    with pytest.raises(ValueError, match=r"\[steps, height, width\], got \(2, 3, 4, 4\)"):
+        word_mask(torch.zeros(2, 3, 4, 4), 0, 1, 8, 8)
+
+
 @pytest.mark.parametrize("first, last", [(2, 1), (-1, 2), (0, 4)])
 def test_word_mask_rejects_bad_ranges(first, last):
     with pytest.raises(ValueError, match=r"0\.\.3"):
