@@ -21,6 +21,7 @@ from delayed_negative.render import (
 )
 from delayed_negative.render.chart import MARKER_COLOUR, SERIES_COLOURS
 from delayed_negative.render.colormaps import hex_to_rgb
+from delayed_negative.render.overlay import LABEL_BOX, LABEL_TEXT
 from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH, BACKGROUND, TEXT_COLOUR
 from delayed_negative.render.text import fit_text, label_font, text_width
 from delayed_negative.render.ticks import step_ticks, value_ticks
@@ -265,6 +266,23 @@ def test_overlay_repeats_a_single_image_and_writes_the_label():
     assert out.shape == (3, 64, 64, 3)
     assert (out[:, :4, :4] < 0.2).all()  # dark label box in the corner
     assert torch.equal(out[:, 40:, 40:], images[:, 40:, 40:].expand(3, -1, -1, -1))
+
+
+@pytest.mark.parametrize("height, font_size, padding", [(64, 12, 3), (480, 20, 5), (500, 20, 5)])
+def test_overlay_label_is_its_text_on_a_dark_box_padded_on_every_side(height, font_size, padding):
+    label = "/blurry background"  # "/" reaches left of where the text is placed
+    images = torch.full((1, height, 256, 3), 0.5)
+    out = heatmap_overlay(images, torch.zeros(1, 8, 8), "magma", 0.5, label=label)
+    changed = (out[0] != 0.5).any(dim=-1)
+    box_rows, box_columns = changed.nonzero(as_tuple=True)
+    box_height, box_width = int(box_rows.max()) + 1, int(box_columns.max()) + 1
+    assert int(box_rows.min()) == 0 and int(box_columns.min()) == 0 and changed[:box_height, :box_width].all()
+    assert colour_pixels(out, LABEL_BOX)[0, 0] and torch.equal(out.amax(dim=(0, 1, 2)), torch.tensor(LABEL_TEXT) / 255.0)
+    text_rows, text_columns = (out[0] > 0.5).all(dim=-1).nonzero(as_tuple=True)  # the light text on the dark box
+    left, top = int(text_columns.min()), int(text_rows.min())
+    right, bottom = box_width - 1 - int(text_columns.max()), box_height - 1 - int(text_rows.max())
+    assert max(abs(margin - padding) for margin in (left, top, right, bottom)) <= 2  # ink within its box
+    assert box_width == text_width(label, label_font(font_size)) + 2 * padding
 
 
 # --- chart -------------------------------------------------------------------------------------
