@@ -118,14 +118,14 @@ def test_steps_count_the_whole_schedule_when_starting_later(model, prompts, samp
 
 # Samplers the pack has never seen ----------------------------------------------------------------------------
 
-def run_custom(model, prompts, sampler_function, start=START):
+def run_custom(model, prompts, sampler_function, start=START, sigmas=None):
     """SamplerCustomAdvanced's path: the Delayed Negative Guider with a SAMPLER built from a function."""
     log = []
     condition = conditioning(prompts)
     guider = DelayedNegativeGuider(instrument(model, prompts, log), NegativeTiming(start))
     guider.set_conds(condition["positive"], condition["negative"], condition["empty"])
     guider.set_cfg(5.0)
-    sigmas = full_schedule(model, STEPS, "euler", "karras")
+    sigmas = full_schedule(model, STEPS, "euler", "karras") if sigmas is None else sigmas
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))
     guider.sample(noise, torch.zeros(1, 4, 8, 8), comfy.samplers.KSAMPLER(sampler_function), sigmas, seed=7)
     return log, sigmas
@@ -141,6 +141,20 @@ def test_an_unknown_second_order_sampler_switches_exactly(model, prompts, functi
     assert_switch_at_start(log, loop_steps(log))
 
 
+def test_a_sampler_whose_steps_begin_inside_their_intervals_switches_exactly(model, prompts, caplog):
+    log, _ = run_custom(model, prompts, third_party_samplers.sample_midpoint)
+    assert len(log) == STEPS and notices(caplog) == []
+    assert_switch_at_start(log, loop_steps(log))
+
+
+def test_a_step_that_repeats_the_previous_sigma_is_still_its_own_step(model, prompts, caplog):
+    schedule = full_schedule(model, STEPS, "euler", "karras")
+    repeated = torch.cat([schedule[:START], schedule[START - 1:]])  # step START begins at step START-1's sigma
+    log, _ = run_custom(model, prompts, third_party_samplers.sample_heun_reporting_first, sigmas=repeated)
+    assert notices(caplog) == []
+    assert_switch_at_start(log, loop_steps(log))
+
+
 @pytest.mark.parametrize("start", [1, START, STEPS - 1])  # the first and the last steps included
 def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(model, prompts, start, caplog):
     log, sigmas = run_custom(model, prompts, third_party_samplers.sample_heun_silent, start)
@@ -151,7 +165,8 @@ def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(m
 
 
 @pytest.mark.parametrize("function", [third_party_samplers.sample_euler_looking_back,
-                                      third_party_samplers.sample_euler_reusing_its_last_prediction])
+                                      third_party_samplers.sample_euler_reusing_its_last_prediction,
+                                      third_party_samplers.sample_midpoint_reusing_at_step_3])
 def test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma(model, prompts, function,
                                                                                       caplog):
     log, sigmas = run_custom(model, prompts, function)

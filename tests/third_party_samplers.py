@@ -118,3 +118,29 @@ def sample_euler_reusing_its_last_prediction(model, x, sigmas, extra_args=None, 
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
     return x
+
+
+def midpoint_sigma(sigmas, i):
+    """A sigma inside step i: between its own sigma and the next."""
+    return (sigmas[i] * sigmas[i + 1]).sqrt() if sigmas[i + 1] > 0 else sigmas[i] / 2
+
+
+@torch.no_grad()
+def sample_midpoint(model, x, sigmas, extra_args=None, callback=None, disable=None, reuse_at=None):
+    """Evaluates each step once, at a sigma inside it (never at the step's own sigma), and reports
+    right after; with `reuse_at`, that step evaluates nothing and reuses the previous prediction."""
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        if i != reuse_at:
+            denoised = model(x, midpoint_sigma(sigmas, i) * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+@torch.no_grad()
+def sample_midpoint_reusing_at_step_3(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """The midpoint sampler whose step 3 makes no evaluation: step 2's evaluation is also the
+    last one before step 3's report, so the reports alone would give it to step 3."""
+    return sample_midpoint(model, x, sigmas, extra_args, callback, disable, reuse_at=3)
