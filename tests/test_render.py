@@ -2,10 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from delayed_negative.render import (
     COLORMAP_NAMES,
     NORMALIZATION_MODES,
@@ -21,10 +21,13 @@ from delayed_negative.render import (
 )
 from delayed_negative.render.chart import MARKER_COLOUR, SERIES_COLOURS
 from delayed_negative.render.colormaps import hex_to_rgb
-from delayed_negative.render.overlay import LABEL_BOX, LABEL_TEXT
+from delayed_negative.render.convert import to_uint8
+from delayed_negative.render.dashes import draw_dashed_line
 from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH, BACKGROUND, TEXT_COLOUR
+from delayed_negative.render.overlay import LABEL_BOX, LABEL_TEXT
 from delayed_negative.render.text import fit_text, label_font, text_width
 from delayed_negative.render.ticks import step_ticks, value_ticks
+from PIL import Image, ImageDraw
 
 NAN = float("nan")
 PIXEL = 1.0 / 255.0 + 1e-6  # one uint8 step: what a trip through PIL may cost
@@ -139,8 +142,10 @@ def test_constant_maps_become_zeros():
 
 
 def test_unknown_normalization_lists_the_modes():
-    with pytest.raises(ValueError, match="per map"):
+    with pytest.raises(ValueError, match="choose one of: per map, per word over steps, global"):
         normalize_maps(torch.zeros(1, 1, 2, 2), "per pixel")
+    with pytest.raises(ValueError, match=r"\[steps, words, height, width\], got \(2, 2\)"):
+        normalize_maps(torch.zeros(2, 2), "per map")
 
 
 # --- resize ------------------------------------------------------------------------------------
@@ -152,6 +157,27 @@ def test_upsample_keeps_leading_dims_and_matches_bilinear():
     expected = F.interpolate(maps[1, 2][None, None], size=(8, 12), mode="bilinear", align_corners=False)
     assert torch.allclose(out[1, 2], expected[0, 0])
     assert torch.allclose(upsample_maps(torch.full((5, 5), 0.3), 7, 9), torch.full((7, 9), 0.3))
+    assert upsample_maps(torch.zeros(0, 3, 4, 4), 8, 12).shape == (0, 3, 8, 12)  # no maps: none, at the size
+    with pytest.raises(ValueError, match=r"\[\.\.\., height, width\], got \(4,\)"):
+        upsample_maps(torch.zeros(4), 8, 8)
+
+
+def test_colours_outside_0_to_1_are_clamped_not_wrapped():
+    assert to_uint8(torch.tensor([[-0.5, 0.5, 1.5]])).tolist() == [[0, 128, 255]]
+
+
+def test_dashes_are_8_pixels_every_13_and_keep_their_rhythm_round_a_corner():
+    def inked(points):
+        picture = Image.new("RGB", (120, 120), (255, 255, 255))
+        draw_dashed_line(ImageDraw.Draw(picture), points, (0, 0, 0))
+        return torch.from_numpy(np.asarray(picture)[..., 0] == 0)
+
+    straight = inked([(5, 10), (105, 10)])
+    assert straight.any(dim=1).nonzero().flatten().tolist() == [10, 11]  # 2 pixels wide
+    assert runs(straight[10]) == [(5 + 13 * k, 9) for k in range(8)]  # 8 px and the end pixel, every 13 px
+    bent = inked([(10, 5), (10, 25), (50, 25)])
+    assert runs(bent[:, 10]) == [(5, 9), (18, 9)]
+    assert runs(bent[25]) == [(10, 2), (16, 9), (29, 9), (42, 9)]  # the dash begun on the way down ends here
 
 
 # --- grid --------------------------------------------------------------------------------------
@@ -243,6 +269,26 @@ def test_grid_wants_one_label_per_word_and_step():
 
 
 # --- overlay -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("images, heat, opacity, message", [
+    (torch.zeros(1, 8, 8, 4), torch.zeros(1, 8, 8), 0.5, r"images shaped \[batch, height, width, 3\], got \(1, 8, 8, 4\)"),
+    (torch.zeros(8, 8, 3), torch.zeros(1, 8, 8), 0.5, r"got \(8, 8, 3\)"),
+    (torch.zeros(1, 8, 8, 3), torch.zeros(8, 8), 0.5, r"heat shaped \[batch, height, width\], got \(8, 8\)"),
+    (torch.zeros(2, 8, 8, 3), torch.zeros(3, 1, 8), 0.5, "2 images but 3 heat maps; give one heat map per image"),
+    (torch.zeros(1, 8, 8, 3), torch.zeros(1, 8, 8), 1.5, "opacity 1.5 must be between 0 and 1"),
+])
+def test_overlay_refuses_what_it_cannot_draw(images, heat, opacity, message):
+    with pytest.raises(ValueError, match=message):
+        heatmap_overlay(images, heat, "jet", opacity)
+
+
+def test_overlay_heat_outside_0_to_1_counts_as_its_nearest_end():
+    images = torch.full((1, 8, 8, 3), 0.5)
+    hot = heatmap_overlay(images, torch.ones(1, 8, 8), "jet", 0.7)
+    cold = heatmap_overlay(images, torch.zeros(1, 8, 8), "jet", 0.7)
+    assert torch.equal(heatmap_overlay(images, torch.full((1, 8, 8), 2.0), "jet", 0.7), hot)
+    assert torch.equal(heatmap_overlay(images, torch.full((1, 8, 8), -1.0), "jet", 0.7), cold)
+
 
 def test_overlay_with_zero_opacity_returns_the_image():
     images = torch.rand(2, 32, 48, 3)

@@ -9,6 +9,7 @@ fallback: by sigma.
 """
 
 import logging
+from itertools import pairwise
 
 import comfy.samplers
 import pytest
@@ -204,7 +205,7 @@ def test_by_sigma_an_evaluation_belongs_to_the_step_whose_interval_holds_it():
         inside = [i for i in range(len(sigmas) - 1) if sigmas[i] >= sigma > sigmas[i + 1]]
         return inside[0] if inside else (0 if sigma > sigmas[0] else len(sigmas) - 2)
 
-    probes = sigmas + [(a + b) / 2 for a, b in zip(sigmas, sigmas[1:])] + [20.0, 14.6 * 0.9999999]
+    probes = sigmas + [(a + b) / 2 for a, b in pairwise(sigmas)] + [20.0, 14.6 * 0.9999999]
     assert [clock.step_by_sigma(sigma) for sigma in probes] == [holding(sigma) for sigma in probes]
     assert clock.step_by_sigma(0.0) == 7 and clock.step_by_sigma(14.6) == 0 and clock.step_by_sigma(20.0) == 0
 
