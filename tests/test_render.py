@@ -19,7 +19,7 @@ from delayed_negative.render import (
     word_mask,
     word_step_grid,
 )
-from delayed_negative.render.chart import MARKER_COLOUR, SERIES_COLOURS
+from delayed_negative.render.chart import AXIS_COLOUR, MARKER_COLOUR, SERIES_COLOURS
 from delayed_negative.render.colormaps import hex_to_rgb
 from delayed_negative.render.convert import to_uint8
 from delayed_negative.render.dashes import draw_dashed_line
@@ -357,6 +357,49 @@ def test_chart_size_solid_dashed_and_nan_gap():
     assert len(solid) == 1 and solid[0] > 300
     assert len(dashed) >= 15 and max(dashed) < 15
     assert len(broken) == 2
+
+
+def line_rows(image: torch.Tensor, colour) -> tuple[int, int, int]:
+    """The row holding most of `colour`, and the first and last column of that colour in it."""
+    row = busiest_row(image, colour)
+    columns = row.nonzero().flatten()
+    return int(colour_pixels(image, colour).sum(dim=1).argmax()), int(columns.min()), int(columns.max())
+
+
+def test_chart_lines_sit_at_their_values_between_the_axes_with_a_legend_row_each():
+    steps = 10
+    series = [Series("half", torch.full((steps,), 0.5)), Series("one", torch.full((steps,), 1.0)),
+              Series("zero", torch.zeros(steps), "unconditional")]
+    image = strength_chart(series, "attention per step", width=640, height=400)
+    axis = colour_pixels(image, AXIS_COLOUR)
+    left = int(axis.sum(dim=0).argmax())  # the value axis: the longest run of the axis colour
+    (half, half_from, half_to), (one, one_from, one_to), (zero, zero_from, zero_to) = (
+        line_rows(image, SERIES_COLOURS[index]) for index in range(3))
+    assert abs(zero - int(axis[:, left].nonzero().max()) + 4) <= 1  # 0 on the step axis (ticks reach 4 px below)
+    assert abs(half - (one + zero) / 2) <= 1 and zero - one > 200
+    assert half_from == one_from == zero_from and abs(half_from - left) <= 1
+    assert half_to == one_to and abs(zero_to - one_to) <= 8  # the dashed line may end in a gap
+    legend = [colour_pixels(image, SERIES_COLOURS[index])[:, one_to + 10:].nonzero() for index in range(3)]
+    assert all(len(swatch) for swatch in legend), "a legend row per series, right of the plot"
+    tops = [int(swatch[:, 0].min()) for swatch in legend]
+    assert tops[0] < tops[1] < tops[2] and tops[1] - tops[0] == tops[2] - tops[1]
+
+
+def test_chart_values_start_from_0_and_a_flat_chart_still_has_a_scale():
+    image = strength_chart([Series("two", torch.full((6,), 2.0)), Series("three", torch.full((6,), 3.0))], "")
+    axis = colour_pixels(image, AXIS_COLOUR)
+    bottom = int(axis[:, int(axis.sum(dim=0).argmax())].nonzero().max()) - 4
+    two, three = (line_rows(image, SERIES_COLOURS[index])[0] for index in range(2))
+    assert abs((bottom - two) / (bottom - three) - 2 / 3) < 0.02
+    flat = strength_chart([Series("nothing", torch.zeros(6))], "")
+    assert colour_pixels(flat, SERIES_COLOURS[0]).sum() > 100
+
+
+@pytest.mark.parametrize("width, height", [(319, 200), (320, 199)])
+def test_chart_smaller_than_320_by_200_is_refused(width, height):
+    assert strength_chart([], "", width=320, height=200).shape == (1, 200, 320, 3)
+    with pytest.raises(ValueError, match=f"Chart size {width}x{height} is too small; use at least 320x200"):
+        strength_chart([], "", width=width, height=height)
 
 
 def test_chart_marker_sits_where_the_negative_line_starts():
