@@ -395,6 +395,30 @@ def test_chart_values_start_from_0_and_a_flat_chart_still_has_a_scale():
     assert colour_pixels(flat, SERIES_COLOURS[0]).sum() > 100
 
 
+def test_chart_guidance_marks_shade_the_unguided_steps_and_draw_cfg_to_scale():
+    from delayed_negative.render.guidance_marks import CFG_COLOUR, UNGUIDED_LABEL, UNGUIDED_SHADE
+
+    cfg = torch.tensor([1.0, 1.0, 7.0, 7.0, 7.0, 7.0, 7.0, 1.0])  # steps 0-1 and 7 without guidance
+    image = strength_chart([Series("cat", torch.full((8,), 0.5))], "", width=640, height=400, cfg=cfg)
+    axis = colour_pixels(image, AXIS_COLOUR)
+    left = int(axis.sum(dim=0).argmax())
+    _, _, right = line_rows(image, SERIES_COLOURS[0])  # the series spans the plot: steps 0 to 7
+    top, bottom = int(axis[:, left].nonzero().min()), int(axis[:, left].nonzero().max()) - 4
+
+    def x_of(step):
+        return left + (right - left) * step / 7
+
+    shaded = colour_pixels(image, UNGUIDED_SHADE).any(dim=0)
+    ends = [end for start, length in runs(shaded) if length > 3 for end in (start, start + length - 1)]
+    assert ends == pytest.approx([left, x_of(1.5), x_of(6.5), right], abs=2)  # half a step either side, cut at the plot
+    label = colour_pixels(image, UNGUIDED_LABEL)[top:bottom].any(dim=0).nonzero().flatten()
+    assert len(label) and label.min() > left and label.max() < x_of(1.5)  # only where it fits
+    cfg_line = colour_pixels(image, CFG_COLOUR)
+    for step, value in ((0.5, 1.0), (4, 7.0)):  # the highest cfg at 90% of the plot's height, 0 at the bottom
+        rows = cfg_line[:, round(x_of(step))].nonzero().flatten().float()
+        assert abs(rows.mean() - (bottom - 0.9 * (bottom - top) * value / 7.0)) <= 3
+
+
 @pytest.mark.parametrize("width, height", [(319, 200), (320, 199)])
 def test_chart_smaller_than_320_by_200_is_refused(width, height):
     assert strength_chart([], "", width=320, height=200).shape == (1, 200, 320, 3)
