@@ -21,7 +21,6 @@ from ..attention.maps import AttentionMaps
 from .colormaps import COLORMAP_NAMES, apply_colormap
 from .normalize import NORMALIZATION_MODES
 
-PAYLOAD_VERSION = 1
 MAX_MAP_SIDE = 64
 MAX_MAP_BYTES = 16 * 2**20
 COLORMAP_ENTRIES = 256
@@ -82,7 +81,6 @@ def viewer_payload(maps: AttentionMaps, images: list[dict], max_map_side: int = 
     small = shrink(values, max_map_side, max_map_bytes // max(1, values[..., 0, 0].numel()))
     codes, scales = quantize(small)
     return {
-        "version": PAYLOAD_VERSION,
         "steps": steps,
         "batch": batch,
         "height": small.shape[-2],

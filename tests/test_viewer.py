@@ -24,6 +24,7 @@ from delayed_negative.render.viewer_payload import (
     colormap_bytes,
     decode_maps,
     negative_start_step,
+    shrink,
     viewer_payload,
 )
 
@@ -110,6 +111,15 @@ def test_a_run_with_many_maps_is_averaged_down_further_to_stay_within_the_byte_b
     assert (payload["height"], payload["width"]) == (16, 16)
     assert len(payload["maps"]) * 3 / 4 <= maps_count * 16 * 16
     assert viewer_payload(maps, IMAGES)["height"] == 64  # within the default budget: untouched
+
+
+def test_a_single_map_gets_the_whole_byte_budget_and_any_number_of_maps_shrinks():
+    one = AttentionMaps(TRACKS[:1], torch.rand(1, 1, 1, 32, 32), (10.0,))
+    payload = viewer_payload(one, IMAGES, max_map_bytes=16 * 16)
+    assert (payload["height"], payload["width"]) == (16, 16)
+    three = torch.rand(3, 8, 8)
+    assert shrink(three, 64, 1).shape == (3, 1, 1)  # one cell a map: the mean
+    assert torch.allclose(shrink(three, 64, 1)[:, 0, 0], three.mean(dim=(1, 2)))
 
 
 def test_colormaps_are_the_packs_own():
