@@ -8,11 +8,8 @@ def nice_tick_step(span: float, max_ticks: int) -> float:
     if span <= 0:
         return 1.0
     raw = span / max_ticks
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    for multiple in (1.0, 2.0, 5.0, 10.0):
-        if multiple * magnitude >= raw * (1 - 1e-9):
-            return multiple * magnitude
-    return 10.0 * magnitude
+    magnitude = 10.0 ** math.floor(math.log10(raw))  # raw < 10 * magnitude: 10 always fits
+    return next(multiple * magnitude for multiple in (1.0, 2.0, 5.0, 10.0) if multiple * magnitude >= raw * (1 - 1e-9))
 
 
 def value_ticks(low: float, high: float, max_ticks: int = 6) -> list[float]:

@@ -26,7 +26,7 @@ from delayed_negative.render.dashes import draw_dashed_line
 from delayed_negative.render.grid import ABSENT_FILL, ABSENT_SLASH, BACKGROUND, TEXT_COLOUR
 from delayed_negative.render.overlay import LABEL_BOX, LABEL_TEXT
 from delayed_negative.render.text import fit_text, label_font, text_width
-from delayed_negative.render.ticks import step_ticks, value_ticks
+from delayed_negative.render.ticks import format_tick, step_ticks, value_ticks
 from PIL import Image, ImageDraw
 
 NAN = float("nan")
@@ -218,7 +218,7 @@ def test_grid_cells_gaps_slashes_and_labels_are_where_the_layout_says():
     values = torch.tensor([[0.2, 0.9], [0.5, NAN], [0.7, 1.0]])
     maps = values[:, :, None, None].expand(steps, words, 4, 4).clone()
     maps[2, 1, 0, 0] = NAN  # one pixel absent: grey where it reaches, the cell's colour elsewhere
-    image = word_step_grid(maps, ["cat", long_label], ["s0", "s1", "s2"], "viridis")  # the default cell, 96
+    image = word_step_grid(maps, ["cat", long_label], ["step 0", "step 1", "step 2"], "viridis")  # the default cell, 96
 
     layout = GridLayout(steps, words, 96)
     # In numbers: labels two cells wide, the header two font sizes (96 // 6) high, cells 2 px apart.
@@ -453,6 +453,37 @@ def test_chart_without_series_and_bad_branch():
 def test_ticks_are_round_numbers():
     assert value_ticks(0.0, 0.83) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert step_ticks(9) == list(range(10)) and step_ticks(29) == [0, 5, 10, 15, 20, 25, 30]
+
+
+@pytest.mark.parametrize("low, high, ticks", [
+    (0.0, 1.0, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),  # a tick on the top value: no tick beyond it
+    (-0.3, 0.9, [-0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),  # 1.2 in at most 6 intervals of 1, 2 or 5 x 10^n
+    (0.0, 12.0, [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]),  # exactly 6 intervals of 2
+    (0.0, 7.0, [0.0, 2.0, 4.0, 6.0, 8.0]),  # 7 would need 7 intervals of 1
+    (0.0, 9.5, [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]),
+    (0.0, 55.0, [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]),  # 9.2 per interval: the next power of ten
+    (2.0, 2.0, [2.0, 3.0]),  # no span: a unit step, two ticks
+])
+def test_value_ticks_enclose_the_range_in_at_most_six_round_intervals(low, high, ticks):
+    assert value_ticks(low, high) == pytest.approx(ticks)
+
+
+@pytest.mark.parametrize("value, step, text", [(0.4, 0.2, "0.4"), (0.25, 0.05, "0.25"), (2.0, 1.0, "2"),
+                                               (20.0, 10.0, "20"), (3.0, 0.0, "3")])
+def test_tick_labels_have_just_the_decimals_their_step_needs(value, step, text):
+    assert format_tick(value, step) == text
+
+
+def test_step_ticks_take_at_most_ten_intervals():
+    assert step_ticks(10) == list(range(11)) and step_ticks(11) == [0, 2, 4, 6, 8, 10, 12]
+
+
+def test_fit_text_cuts_with_an_ellipsis_only_what_does_not_fit():
+    font = label_font(16)
+    assert fit_text("glasses", font, text_width("glasses", font)) == "glasses"  # exactly as wide: kept
+    assert fit_text("glasses", font, text_width("glass...", font)) == "glass..."  # the ellipsis exactly fits
+    assert fit_text("glasses", font, text_width("glass...", font) - 1) == "glas..."
+    assert fit_text("glasses", font, 2) == ""  # not even the ellipsis fits
 
 
 # --- mask --------------------------------------------------------------------------------------
