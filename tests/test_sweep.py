@@ -12,6 +12,7 @@ import torch
 import stock
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
+from delayed_negative.samplers.sweep import auto_label, parse_starts
 from instrumented import instrument
 from tiny_models import tiny_sd15
 
@@ -35,11 +36,11 @@ def tiny(checkpoint):
             **prompts}
 
 
-def run_sweep(setup, sampler, starts=STARTS, model=None, scheduler="karras"):
+def run_sweep(setup, sampler, starts=STARTS, model=None, scheduler="karras", unit="step"):
     before, early = ("empty prompt", None) if setup["clip"] else ("early conditioning", setup["empty"])
     return DelayedNegativeSweep.execute(
         model or setup["model"], SEED, STEPS, CFG, sampler, scheduler, setup["positive"], setup["negative"],
-        setup["latent"], 1.0, starts, "step", before, setup["vae"], 0, setup["clip"], early).result
+        setup["latent"], 1.0, starts, unit, before, setup["vae"], 0, setup["clip"], early).result
 
 
 def separate(setup, sampler, start, model=None, scheduler="karras"):
@@ -81,10 +82,27 @@ def test_the_shared_steps_are_evaluated_once(tiny, sampler, per_step):
     assert len(swept) == 4 * per_run - per_step * (5 + 2)
 
 
+def test_starts_in_any_order_and_unit_come_back_in_the_order_given(tiny):
+    latents, _, _ = run_sweep(tiny, "euler", "0.75; never, 0.25", unit="fraction of steps")
+    batch = tiny["latent"]["samples"].shape[0]
+    for index, start in enumerate([6, STEPS, 2]):  # fractions of 8 steps, rounded up
+        assert torch.equal(latents["samples"][index * batch:(index + 1) * batch], separate(tiny, "euler", start))
+
+
+def test_starts_are_read_as_the_user_wrote_them():
+    starts = parse_starts("0; 3 ,, never, None, OFF, 2.5, auto")
+    assert [start.label for start in starts] == ["start 0", "start 3", "never", "never", "never", "start 2.5",
+                                                 "start auto"]
+    assert [start.automatic for start in starts] == [False] * 6 + [True]
+    assert (auto_label(None), auto_label(4)) == ("auto: never", "auto: start 4")
+
+
 @pytest.mark.parametrize("starts, message", [
-    ("0, 3, soon", "'soon' is neither a number, 'never' nor 'auto'"),
-    (" , ", "starts is empty"),
-    ("0, -2", "is negative"),
+    ("0, 3, soon", "starts: 'soon' is neither a number, 'never' nor 'auto'. Write the starts like"),
+    (" , ", "starts is empty: list the negative starts to compare"),
+    ("0, -2", "starts: -2 is negative; a start is 0 or more"),
+    ("auto, 2, AUTO", "starts: 'auto' is listed twice"),
+    ("0, 9", "starts: 9 is past the last of the 8 steps. Write 'never'"),
 ])
 def test_bad_starts_say_what_to_change(tiny, starts, message):
     with pytest.raises(ValueError, match=message):
