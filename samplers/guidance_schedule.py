@@ -104,7 +104,10 @@ def cfg_of_step(schedule: GuidanceSchedule, sampler_cfg: float, step: int, steps
     if last < first:
         raise ValueError(f"curve_last_step ({schedule.curve_last_step}) comes before curve_first_step "
                          f"({schedule.curve_first_step}): set it after, or -1 for the last step.")
-    progress = 0.0 if last == first else min(max((step - first) / (last - first), 0.0), 1.0)
+    if last == first:  # a curve of one step: cfg_first before it, cfg_last from it on
+        progress = 0.0 if step < first else 1.0
+    else:
+        progress = min(max((step - first) / (last - first), 0.0), 1.0)
     if schedule.cfg_curve == "cosine":
         progress = (1 - math.cos(math.pi * progress)) / 2
     return schedule.cfg_first + (schedule.cfg_last - schedule.cfg_first) * progress

@@ -44,7 +44,13 @@ def test_a_curves_last_step_minus_1_is_the_last_step_and_steps_past_the_end_are_
     past = GuidanceSchedule("linear", cfg_first=9.0, cfg_last=0.0, curve_first_step=5, curve_last_step=40)
     assert cfg_per_step(past) == [9.0] * 6 + [6.75, 4.5, 2.25, 0.0]
     late = GuidanceSchedule("linear", cfg_first=9.0, cfg_last=3.0, curve_first_step=30, curve_last_step=-1)
-    assert cfg_per_step(late) == [9.0] * 10  # the curve starts at the last step: one value
+    assert cfg_per_step(late) == [9.0] * 9 + [3.0]  # cut to the last step: a curve of one step
+
+
+def test_a_curve_of_one_step_switches_there_from_cfg_first_to_cfg_last():
+    for step in (0, 4):
+        one = GuidanceSchedule("cosine", cfg_first=9.0, cfg_last=3.0, curve_first_step=step, curve_last_step=step)
+        assert cfg_per_step(one) == [9.0] * step + [3.0] * (10 - step)
 
 
 def test_a_curve_that_ends_before_it_starts_says_so():
@@ -60,9 +66,16 @@ def test_guidance_only_on_the_interval_in_each_unit():
 
 
 def test_a_plan_read_past_its_end_holds_its_last_step():
-    plan = resolve_plan(GuidanceSchedule("list", (8.0, 3.0), guidance=NegativeTiming(0, 9, "step")), 5.0, SIGMAS)
-    assert (plan.cfg_at(9), plan.cfg_at(12), plan.guided_at(8), plan.guided_at(9), plan.guided_at(12)) == (
-        3.0, 3.0, True, False, False)
+    curve = GuidanceSchedule("linear", cfg_first=9.0, cfg_last=0.0, curve_first_step=0, curve_last_step=-1,
+                             ramp_steps=2, guidance=NegativeTiming(0, 9, "step"))
+    plan = resolve_plan(curve, 5.0, SIGMAS)
+    assert (plan.cfg_at(8), plan.cfg_at(9), plan.cfg_at(12)) == (1.0, 0.0, 0.0)
+    assert (plan.guided_at(8), plan.guided_at(9), plan.guided_at(12), plan.ramp_steps) == (True, False, False, 2)
+
+
+def test_an_empty_interval_names_the_guidance_inputs():
+    with pytest.raises(ValueError, match=r"guidance_end \(2\) must come after guidance_start \(5\)"):
+        resolve_plan(GuidanceSchedule(guidance=NegativeTiming(5, 2, "step")), 5.0, SIGMAS)
 
 
 def test_no_guided_step_above_cfg_1_is_refused_and_the_message_shows_the_first_eight():
@@ -74,6 +87,8 @@ def test_no_guided_step_above_cfg_1_is_refused_and_the_message_shows_the_first_e
     with pytest.raises(ValueError, match="cfg is 1 or below on every guided step"):
         resolve_plan(outside, 5.0, SIGMAS)
     assert resolve_plan(GuidanceSchedule("list", (1.0, 1.5)), 5.0, SIGMAS).cfg[1] == 1.5  # one step above 1 is enough
+    with pytest.raises(ValueError, match=r"guided step \(1, 1, 1, 1, 1, 1, 1, 1\), so"):  # all eight shown: no "..."
+        resolve_plan(GuidanceSchedule("list", (1.0,)), 5.0, torch.linspace(10.0, 0.0, 9))
     assert resolve_plan(GuidanceSchedule(), 1.0, SIGMAS).cfg == (1.0,) * 10  # constant: the sampler's own cfg, as is
 
 
