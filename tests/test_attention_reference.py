@@ -21,12 +21,11 @@ hand-written columns, and checked against the same reference.
 import math
 
 import pytest
-import torch
-import torch.nn.functional as F
-
 import stock
-from delayed_negative.attention.recording import AttentionRecording
+import torch
+from attention_hooks import at_latent_size, hook_cross_attention
 from delayed_negative.attention.record_model import record_attention
+from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
@@ -36,26 +35,6 @@ from tiny_models import tiny_sdxl
 
 BLOCK_GROUPS = {"all": ("input", "middle", "output"), "input blocks": ("input",), "middle block": ("middle",),
                 "output blocks": ("output",)}
-
-
-def hook_cross_attention(model):
-    """Forward hooks on each cross-attention's to_q and to_k; every call appends (block group, q, k, heads)."""
-    diffusion_model = model.get_model_object("diffusion_model")
-    groups = {"input": list(diffusion_model.input_blocks), "middle": [diffusion_model.middle_block],
-              "output": list(diffusion_model.output_blocks)}
-    calls, handles = [], []
-    for group, blocks in groups.items():
-        for block in blocks:
-            for module in block.modules():
-                if not hasattr(module, "attn2"):
-                    continue
-                pending = {}
-                handles.append(module.attn2.to_q.register_forward_hook(
-                    lambda _m, _i, out, pending=pending: pending.__setitem__("q", out.detach().clone())))
-                handles.append(module.attn2.to_k.register_forward_hook(
-                    lambda _m, _i, out, pending=pending, group=group, heads=module.attn2.heads: calls.append(
-                        (group, pending.pop("q"), out.detach().clone(), heads))))
-    return calls, handles
 
 
 def word_probability(q, k, heads, columns):
@@ -70,17 +49,6 @@ def word_probability(q, k, heads, columns):
         probabilities = probabilities / probabilities.sum(-1, keepdim=True)
         total = total + probabilities[..., columns].sum(-1)
     return total / heads
-
-
-def at_latent_size(probability, height, width):
-    """A layer's [batch, pixels] as [batch, height, width]: its own grid is the latent's divided by a
-    power of two, rows of `width // factor` pixels; brought up bilinearly (align_corners=False)."""
-    factor = math.isqrt(height * width // probability.shape[-1])
-    assert (height // factor) * (width // factor) == probability.shape[-1]
-    grid = probability.reshape(-1, 1, height // factor, width // factor)
-    if factor > 1:
-        grid = F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)
-    return grid[:, 0]
 
 
 def reference_maps(calls, log, tracks, columns, groups, steps, batch, height, width):
@@ -98,7 +66,7 @@ def reference_maps(calls, log, tracks, columns, groups, steps, batch, height, wi
             if chunk is None:
                 continue
             rows = slice(chunk * batch, (chunk + 1) * batch)
-            for group, q, k, heads in calls[number * per_call:(number + 1) * per_call]:
+            for group, q, k, heads, _to_k in calls[number * per_call:(number + 1) * per_call]:
                 if group in groups:
                     probability = word_probability(q[rows], k[rows], heads, columns[track.prompt][track.word])
                     sums[evaluation.sampler_step, track_index] += at_latent_size(probability, height, width)
@@ -178,7 +146,7 @@ def test_checkpoint_maps_equal_a_per_head_softmax_from_hooks(sd15, layers, steps
         ("positive", "man"), ("positive", "photorealistic"), ("negative", "mustache"), ("empty", "<end>")]
     assert len(columns["positive"]["photorealistic"]) > 1  # a word of several tokens
     # The real path: two resolutions among the layers chosen, cond and uncond in one batch.
-    chosen = [q.shape[1] for group, q, _k, _h in calls if group in BLOCK_GROUPS[layers]]
+    chosen = [call.q.shape[1] for call in calls if call.group in BLOCK_GROUPS[layers]]
     assert set(chosen) == ({60, 15} if layers == "all" else {15})
     assert all(len(evaluation.chunks) == 2 for evaluation in log)
     assert [e.uncond for e in log] == ["empty"] * start + ["negative"] * (steps - start)
@@ -217,7 +185,7 @@ def test_sdxl_maps_equal_a_per_head_softmax_from_hooks():
     maps = recording.snapshot()
     assert [track.branch for track in maps.tracks] == ["positive", "positive", "unconditional", "unconditional"]
     assert maps.sigmas == tuple(float(s) for s in full_schedule(model, steps, "heun", "karras")[:-1])
-    assert {q.shape[1] for _g, q, _k, _h in calls} == {15}  # every layer at half the latent's size
+    assert {call.q.shape[1] for call in calls} == {15}  # every layer at half the latent's size
     assert [e.sampler_step for e in log] == [0, 0, 1, 1, 2]  # heun: two model calls a step, one on the last
     columns = {prompt: dict(words) for prompt, words in SDXL_COLUMNS.items()}
     expected = reference_maps(calls, log, maps.tracks, columns, BLOCK_GROUPS["all"], steps, BATCH, height, width)

@@ -8,7 +8,9 @@ CLIP Text Encode, whose attention to "glasses" rises as glasses form):
   equals the stock KSampler Advanced in two passes (empty prompt, then the negative) for euler;
 - the picked step follows the documented rule from the strengths the run measured, within the
   earliest and latest allowed steps, from steps that had finished before it;
-- the signal is the negative's share of one softmax over both prompts' keys;
+- the signal is the negative's share of one softmax over both prompts' keys, and each step's
+  strength is measured on exactly that, rebuilt from hooks on the model's own to_q / to_k (on the
+  generated checkpoint, whose cross-attention runs at two resolutions);
 - bad settings and models without cross-attention get a clear message; nothing given is changed.
 """
 
@@ -17,6 +19,7 @@ import math
 import pytest
 import stock
 import torch
+from attention_hooks import at_latent_size, hook_cross_attention
 from comfy_extras import nodes_custom_sampler as custom
 from delayed_negative.attention.negative_watch import negative_share
 from delayed_negative.nodes.auto_start import DelayedNegativeAutoStart
@@ -29,6 +32,7 @@ from delayed_negative.nodes.sweep import DelayedNegativeSweep
 from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, strength
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from delayed_negative.samplers.negative_window import fraction_to_step
+from instrumented import instrument
 from tiny_dit_models import tiny_sd3
 from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
 
@@ -91,6 +95,53 @@ def test_the_rule_picks_the_first_step_past_the_threshold(toy):
         assert guider.window.start_step == expected, settings
         # Watched up to the step that decided, which finished before the start: no later step counted.
         assert sorted(strengths) == list(range(max(strengths) + 1)) and max(strengths) < expected
+
+
+def test_each_steps_strength_is_measured_on_an_explicit_softmax_over_both_prompts_from_hooks(checkpoint):
+    """The watch's maps, rebuilt from the model's own to_q / to_k: for every cross-attention call of
+    the positive branch, the negative's share of one softmax over the positive's keys and the
+    negative's keys past its start token, per head in float64, heads averaged, brought to the
+    latent's size bilinearly, averaged over the calls of each step; then each step's strength by
+    the README's rule. On the generated checkpoint (the toy model has cross-attention at one
+    resolution only): two resolutions, batch 2, a non-square latent, heun's two calls a step."""
+    model, clip, _vae = checkpoint
+    setup = {"positive": stock.encode(clip, "portrait photo of a man with glasses"),
+             "negative": stock.encode(clip, "glasses, blurry"), "empty": stock.encode(clip, ""),
+             "model": model, "latent": stock.empty_latent(64, 48, batch_size=2)}
+    conds = {name: setup[name][0][0] for name in ("positive", "negative", "empty")}
+    log = []
+    guider = DelayedNegativeGuiderNode.execute(instrument(model, conds, log), setup["positive"], setup["negative"],
+                                               CFG, 0, -1.0, "auto", "empty prompt", clip, None, None,
+                                               AutoStart(0.0, 0.0, 1.0)).result[0]
+    calls, handles = hook_cross_attention(guider.model_patcher)
+    try:
+        run_guider(setup, guider, "heun", custom.BasicScheduler.execute(model, "karras", 4, 1.0).result[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_evaluation = len(calls) // len(log)
+    assert per_evaluation * len(log) == len(calls) and {call.q.shape[1] for call in calls} == {48, 12}
+    sums, counts = {}, {}
+    for number, evaluation in enumerate(log):
+        rows = slice(evaluation.chunks.index(0) * 2, (evaluation.chunks.index(0) + 1) * 2)
+        for call in calls[number * per_evaluation:(number + 1) * per_evaluation]:
+            dim = call.q.shape[-1] // call.heads
+            with torch.no_grad():
+                k_negative = call.to_k(conds["negative"].to(call.k.dtype))[:, 1:].expand(2, -1, -1)
+            keys = torch.cat([call.k[rows], k_negative], dim=1)
+            share = 0
+            for head in range(call.heads):
+                columns = slice(head * dim, (head + 1) * dim)
+                scores = call.q[rows][..., columns].double() @ keys[..., columns].double().transpose(-1, -2)
+                share = share + (scores / math.sqrt(dim)).softmax(dim=-1)[..., call.k.shape[1]:].sum(dim=-1)
+            share = at_latent_size(share / call.heads, 6, 8)
+            sums[evaluation.sampler_step] = sums.get(evaluation.sampler_step, 0) + share
+            counts[evaluation.sampler_step] = counts.get(evaluation.sampler_step, 0) + 1
+    assert [e.sampler_step for e in log] == [0, 0, 1, 1, 2, 2, 3]  # heun: two calls a step, one on the last
+    measured = guider.finder.strengths
+    assert sorted(measured) == [0, 1, 2, 3]  # sensitivity 0: never risen 4% on this model, every step watched
+    for step, value in measured.items():
+        assert value == pytest.approx(strength(sums[step] / counts[step]), rel=1e-5), step
 
 
 def test_a_steps_strength_is_the_batch_mean_of_each_images_top_tenth():
