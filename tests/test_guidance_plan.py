@@ -89,6 +89,8 @@ def test_no_guided_step_above_cfg_1_is_refused_and_the_message_shows_the_first_e
     assert resolve_plan(GuidanceSchedule("list", (1.0, 1.5)), 5.0, SIGMAS).cfg[1] == 1.5  # one step above 1 is enough
     with pytest.raises(ValueError, match=r"guided step \(1, 1, 1, 1, 1, 1, 1, 1\), so"):  # all eight shown: no "..."
         resolve_plan(GuidanceSchedule("list", (1.0,)), 5.0, torch.linspace(10.0, 0.0, 9))
+    with pytest.raises(ValueError, match=r"guided step \(1, 1, 1, 1, 1, 1, 1, 1, ...\), so"):  # nine: eight shown
+        resolve_plan(GuidanceSchedule("list", (1.0,)), 5.0, torch.linspace(10.0, 0.0, 10))
     assert resolve_plan(GuidanceSchedule(), 1.0, SIGMAS).cfg == (1.0,) * 10  # constant: the sampler's own cfg, as is
 
 
