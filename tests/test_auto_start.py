@@ -142,6 +142,11 @@ def test_each_steps_strength_is_measured_on_an_explicit_softmax_over_both_prompt
     assert sorted(measured) == [0, 1, 2, 3]  # sensitivity 0: never risen 4% on this model, every step watched
     for step, value in measured.items():
         assert value == pytest.approx(strength(sums[step] / counts[step]), rel=1e-5), step
+    # Latest 0.5 (step 2) and no rise: the negative starts there, and step 2 itself is no longer watched.
+    early = DelayedNegativeGuiderNode.execute(model, setup["positive"], setup["negative"], CFG, 0, -1.0, "auto",
+                                              "empty prompt", clip, None, None, AutoStart(0.0, 0.0, 0.5)).result[0]
+    run_guider(setup, early, "heun", custom.BasicScheduler.execute(model, "karras", 4, 1.0).result[0])
+    assert (early.window.start_step, sorted(early.finder.strengths)) == (2, [0, 1])
 
 
 def test_a_steps_strength_is_the_batch_mean_of_each_images_top_tenth():
