@@ -49,6 +49,12 @@ FAST_TESTS = [
     "tests/test_step_attribution.py::test_an_unknown_second_order_sampler_switches_exactly",
     "tests/test_step_attribution.py::test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma",
     "tests/test_step_attribution.py::test_a_sampler_that_adapts_to_the_model_is_announced_when_it_leaves_its_dry_run",
+    "tests/test_step_attribution.py::test_by_sigma_an_evaluation_belongs_to_the_step_whose_interval_holds_it",
+    "tests/test_step_attribution.py::test_a_sampler_whose_steps_begin_inside_their_intervals_switches_exactly",
+    "tests/test_step_attribution.py::test_a_step_that_repeats_the_previous_sigma_is_still_its_own_step",
+    "tests/test_step_attribution.py::test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma",
+    "tests/test_step_attribution.py::test_an_evaluation_the_dry_run_never_made_is_announced_and_goes_by_sigma",
+    "tests/test_guidance_plan.py",
 ]
 # The checkpoint tests of the fast files are left out by name.
 DESELECT = ["not through_the_nodes"]
