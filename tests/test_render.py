@@ -175,9 +175,10 @@ def test_dashes_are_8_pixels_every_13_and_keep_their_rhythm_round_a_corner():
     straight = inked([(5, 10), (105, 10)])
     assert straight.any(dim=1).nonzero().flatten().tolist() == [10, 11]  # 2 pixels wide
     assert runs(straight[10]) == [(5 + 13 * k, 9) for k in range(8)]  # 8 px and the end pixel, every 13 px
-    bent = inked([(10, 5), (10, 25), (50, 25)])
+    bent = inked([(10, 5), (10, 25), (50, 25), (50, 45)])
     assert runs(bent[:, 10]) == [(5, 9), (18, 9)]
     assert runs(bent[25]) == [(10, 2), (16, 9), (29, 9), (42, 9)]  # the dash begun on the way down ends here
+    assert runs(bent[:, 50]) == [(25, 2), (30, 9), (43, 3)]  # and round the second: 60 px before it, a gap from 60
 
 
 # --- grid --------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_grid_cells_gaps_slashes_and_labels_are_where_the_layout_says():
         centre_x, centre_y, _, _ = ink_box(dark[:32, x:x + 96])
         assert abs(centre_x - 48) < 3 and abs(centre_y - 16) < 2
         rows = dark[:32, x:x + 96].any(dim=1).nonzero()
-        assert int(rows.max() - rows.min()) >= 8
+        assert int(rows.max() - rows.min()) >= 10  # a 16 px font (the default would be 10)
     padding, font = 8, label_font(16)
     for word, label in enumerate(["cat", long_label]):  # word labels left-aligned, centred on their row
         _, y = layout.cell_origin(0, word)
@@ -417,6 +418,38 @@ def test_chart_guidance_marks_shade_the_unguided_steps_and_draw_cfg_to_scale():
     for step, value in ((0.5, 1.0), (4, 7.0)):  # the highest cfg at 90% of the plot's height, 0 at the bottom
         rows = cfg_line[:, round(x_of(step))].nonzero().flatten().float()
         assert abs(rows.mean() - (bottom - 0.9 * (bottom - top) * value / 7.0)) <= 3
+
+
+def test_chart_draws_lone_points_as_dots_and_places_negative_values_below_0():
+    lone = torch.full((8,), NAN)
+    lone[3] = 0.5  # present at one step only: no line to draw, a dot
+    series = [Series("up", torch.full((8,), 0.5)), Series("down", torch.full((8,), -0.5)),
+              Series("zero", torch.zeros(8)), Series("lone", lone)]
+    image = strength_chart(series, "", width=640, height=400)
+    (up, _, _), (down, _, _), (zero, _, _) = (line_rows(image, SERIES_COLOURS[index]) for index in range(3))
+    assert abs((up + down) / 2 - zero) <= 1 and down - up > 150  # -0.5 as far below 0 as 0.5 above it
+    assert (colour_pixels(image, SERIES_COLOURS[0]).sum(dim=1) > 300).sum() == 2  # lines 2 pixels wide
+    dot = colour_pixels(image, SERIES_COLOURS[3])
+    rows, columns = dot[:, :int(busiest_row(image, SERIES_COLOURS[0]).nonzero().max())].nonzero(as_tuple=True)
+    assert 9 <= len(rows) <= 25 and int(rows.max() - rows.min()) <= 4 and abs(float(rows.float().mean()) - up) <= 1.5
+    _, left, right = line_rows(image, SERIES_COLOURS[0])
+    assert abs(float(columns.float().mean()) - (left + (right - left) * 3 / 7)) <= 1.5  # at step 3 of 0-7
+
+
+def test_chart_legend_rows_that_do_not_fit_are_counted():
+    series = [Series(f"word {index}", torch.full((6,), index / 10), "unconditional" if index == 1 else "positive")
+              for index in range(9)]
+    image = strength_chart(series, "", width=400, height=200)
+    _, _, plot_right = line_rows(image, SERIES_COLOURS[0])
+    legend = image[:, :, plot_right + 8:]
+    shown = [index for index in range(9) if colour_pixels(legend, SERIES_COLOURS[index]).any()]
+    assert shown == list(range(len(shown))) and 2 <= len(shown) < 9
+    dashed = busiest_row(legend, SERIES_COLOURS[1])
+    assert len(runs(dashed)) >= 2  # the unconditional branch's swatch is dashed, the others solid
+    assert len(runs(busiest_row(legend, SERIES_COLOURS[0]))) == 1
+    last_swatch = int(colour_pixels(legend, SERIES_COLOURS[shown[-1]]).nonzero()[:, 0].max())
+    more = (legend[0, last_swatch + 4:].sum(dim=-1) < 1.0).any(dim=1)  # "+N more" in dark text below
+    assert more.any()
 
 
 @pytest.mark.parametrize("width, height", [(319, 200), (320, 199)])
