@@ -32,8 +32,6 @@ class SharedPrefix:
     previous: list[Evaluation] = field(default_factory=list)
     current: list[Evaluation] = field(default_factory=list)
     reuse_before: int = 0
-    reused: int = 0
-    evaluated: int = 0
 
     def begin_run(self, reuse_before: int) -> None:
         """A new run may reuse the last one's evaluations of steps before `reuse_before`."""
@@ -50,9 +48,7 @@ class SharedPrefix:
             earlier = self.previous[index]
             if torch.equal(earlier.timestep, timestep) and torch.equal(earlier.x, x):
                 self.current.append(earlier)
-                self.reused += 1
                 return earlier.prediction.clone()
         prediction = evaluate()
         self.current.append(Evaluation(x.clone(), timestep.clone(), prediction.clone()))
-        self.evaluated += 1
         return prediction

@@ -67,8 +67,6 @@ def parse_starts(text: str) -> list[SweepStart]:
 class SweepResult:
     latents: list[dict]  # one LATENT per start, in the order given
     labels: list[str]  # one caption per start ("auto" with the step it picked)
-    evaluated: int  # guided predictions computed
-    reused: int  # guided predictions taken from an earlier run
 
 
 def sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, starts: list[SweepStart],
@@ -97,7 +95,7 @@ def sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, 
         previous_start = last if started is None else started
     labels = [auto_label(results[index].get(NEGATIVE_START_KEY)) if start.automatic else start.label
               for index, start in enumerate(starts)]
-    return SweepResult([results[index] for index in range(len(starts))], labels, shared.evaluated, shared.reused)
+    return SweepResult([results[index] for index in range(len(starts))], labels)
 
 
 def auto_label(start: int | None) -> str:

@@ -7,11 +7,11 @@ stock loader and CLIP Text Encode. Both decode with the checkpoint's VAE.
 """
 
 import pytest
-import torch
-
 import stock
+import torch
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
+from delayed_negative.samplers.shared_prefix import SharedPrefix
 from delayed_negative.samplers.sweep import auto_label, parse_starts
 from instrumented import instrument
 from tiny_models import tiny_sd15
@@ -87,6 +87,25 @@ def test_starts_in_any_order_and_unit_come_back_in_the_order_given(tiny):
     batch = tiny["latent"]["samples"].shape[0]
     for index, start in enumerate([6, STEPS, 2]):  # fractions of 8 steps, rounded up
         assert torch.equal(latents["samples"][index * batch:(index + 1) * batch], separate(tiny, "euler", start))
+
+
+def test_a_prediction_is_reused_only_before_the_start_for_the_very_same_input_and_sigma():
+    shared, made = SharedPrefix(), []
+
+    def predict(step, x, sigma, value):
+        return float(shared.predict(step, torch.tensor([x]), torch.tensor([sigma]),
+                                    lambda: (made.append(value), torch.tensor([value]))[1]))
+
+    shared.begin_run(reuse_before=0)
+    assert [predict(step, step, 9 - step, step) for step in range(4)] == [0, 1, 2, 3]
+    shared.begin_run(reuse_before=3)  # the next run: steps 0-2 may come from the first
+    assert predict(0, 0, 9, 10) == 0  # the same input at the same sigma: reused
+    assert predict(1, 1.5, 8, 11) == 11  # another input (e.g. other noise): evaluated
+    assert predict(2, 2, 6.5, 12) == 12  # another sigma: evaluated
+    assert predict(3, 3, 6, 13) == 13  # its own start: evaluated
+    assert made == [0, 1, 2, 3, 11, 12, 13]
+    shared.begin_run(reuse_before=4)  # the run before is now the second one
+    assert [predict(step, x, sigma, 20 + step) for step, x, sigma in ((0, 0, 9), (1, 1.5, 8), (2, 2, 7))] == [0, 11, 22]
 
 
 def test_starts_are_read_as_the_user_wrote_them():
