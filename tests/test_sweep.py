@@ -11,6 +11,7 @@ import stock
 import torch
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.nodes.sweep import DelayedNegativeSweep
+from delayed_negative.samplers.ksampler import full_schedule
 from delayed_negative.samplers.shared_prefix import SharedPrefix
 from delayed_negative.samplers.sweep import auto_label, parse_starts
 from instrumented import instrument
@@ -36,18 +37,18 @@ def tiny(checkpoint):
             **prompts}
 
 
-def run_sweep(setup, sampler, starts=STARTS, model=None, scheduler="karras", unit="step"):
+def run_sweep(setup, sampler, starts=STARTS, model=None, scheduler="karras", unit="step", denoise=1.0):
     before, early = ("empty prompt", None) if setup["clip"] else ("early conditioning", setup["empty"])
     return DelayedNegativeSweep.execute(
         model or setup["model"], SEED, STEPS, CFG, sampler, scheduler, setup["positive"], setup["negative"],
-        setup["latent"], 1.0, starts, unit, before, setup["vae"], 0, setup["clip"], early).result
+        setup["latent"], denoise, starts, unit, before, setup["vae"], 0, setup["clip"], early).result
 
 
-def separate(setup, sampler, start, model=None, scheduler="karras"):
+def separate(setup, sampler, start, model=None, scheduler="karras", denoise=1.0):
     before, early = ("empty prompt", None) if setup["clip"] else ("early conditioning", setup["empty"])
     return DelayedNegativeKSampler.execute(
         model or setup["model"], SEED, STEPS, CFG, sampler, scheduler, setup["positive"], setup["negative"],
-        setup["latent"], 1.0, start, -1.0, "step", before, setup["clip"], early).result[0]["samples"]
+        setup["latent"], denoise, start, -1.0, "step", before, setup["clip"], early).result[0]["samples"]
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m_sde", "euler_ancestral", "uni_pc"])
@@ -87,6 +88,23 @@ def test_starts_in_any_order_and_unit_come_back_in_the_order_given(tiny):
     batch = tiny["latent"]["samples"].shape[0]
     for index, start in enumerate([6, STEPS, 2]):  # fractions of 8 steps, rounded up
         assert torch.equal(latents["samples"][index * batch:(index + 1) * batch], separate(tiny, "euler", start))
+
+
+def test_starts_in_sigmas_are_read_on_the_runs_own_schedule(tiny):
+    # denoise 0.6 on "exponential" with dpm_2 (which drops the penultimate sigma): starts between two steps
+    sigmas = full_schedule(tiny["model"], STEPS, "dpm_2", "exponential", 0.6)
+    between = [float(sigmas[step] + sigmas[step + 1]) / 2 for step in (1, 4)]
+    embeddings = {name: tiny[name][0][0] for name in ("positive", "negative", "empty")}
+    swept, alone = [], []
+    latents, _, _ = run_sweep(tiny, "dpm_2", ", ".join(f"{sigma:.6f}" for sigma in between), scheduler="exponential",
+                              unit="sigma", denoise=0.6, model=instrument(tiny["model"], embeddings, swept))
+    batch = tiny["latent"]["samples"].shape[0]
+    for index, start in enumerate([2, 5]):  # the first step at or below each sigma
+        expected = separate(tiny, "dpm_2", start, scheduler="exponential", denoise=0.6,
+                            model=instrument(tiny["model"], embeddings, alone))
+        assert torch.equal(latents["samples"][index * batch:(index + 1) * batch], expected), start
+    # The run from step 2 takes steps 0 and 1 from the run from step 5.
+    assert len(swept) == len(alone) - sum(1 for evaluation in alone[len(alone) // 2:] if evaluation.sampler_step < 2)
 
 
 def test_a_prediction_is_reused_only_before_the_start_for_the_very_same_input_and_sigma():
