@@ -54,6 +54,7 @@ FAST_TESTS = [
     "tests/test_step_attribution.py::test_a_step_that_repeats_the_previous_sigma_is_still_its_own_step",
     "tests/test_step_attribution.py::test_a_sampler_whose_steps_begin_off_the_schedule_is_announced_and_goes_by_sigma",
     "tests/test_step_attribution.py::test_an_evaluation_the_dry_run_never_made_is_announced_and_goes_by_sigma",
+    "tests/test_step_attribution.py::test_a_sampler_that_is_no_ksampler_is_named_by_its_class",
     "tests/test_guidance_plan.py",
 ]
 # The checkpoint tests of the fast files are left out by name.

@@ -120,6 +120,7 @@ def test_steps_count_the_whole_schedule_when_starting_later(model, prompts, samp
 # Samplers the pack has never seen ----------------------------------------------------------------------------
 
 def run_custom(model, prompts, sampler_function, start=START, sigmas=None):
+    """`sampler_function`: a k-diffusion-style function, or a SAMPLER object as it is."""
     """SamplerCustomAdvanced's path: the Delayed Negative Guider with a SAMPLER built from a function."""
     log = []
     condition = conditioning(prompts)
@@ -128,7 +129,9 @@ def run_custom(model, prompts, sampler_function, start=START, sigmas=None):
     guider.set_cfg(5.0)
     sigmas = full_schedule(model, STEPS, "euler", "karras") if sigmas is None else sigmas
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(7))
-    guider.sample(noise, torch.zeros(1, 4, 8, 8), comfy.samplers.KSAMPLER(sampler_function), sigmas, seed=7)
+    sampler = sampler_function if isinstance(sampler_function, comfy.samplers.Sampler) else \
+        comfy.samplers.KSAMPLER(sampler_function)
+    guider.sample(noise, torch.zeros(1, 4, 8, 8), sampler, sigmas, seed=7)
     return log, sigmas
 
 
@@ -165,6 +168,13 @@ def test_a_sampler_that_never_reports_its_steps_is_announced_and_goes_by_sigma(m
     assert_switch_by_sigma(log, float(sigmas[start]))
 
 
+def test_a_sampler_that_is_no_ksampler_is_named_by_its_class(model, prompts, caplog):
+    log, sigmas = run_custom(model, prompts, third_party_samplers.SilentEulerSampler())
+    said = notices(caplog)
+    assert len(said) == 1 and "The sampler 'SilentEulerSampler' does not report its steps" in said[0]
+    assert_switch_by_sigma(log, float(sigmas[START]))
+
+
 @pytest.mark.parametrize("function", [third_party_samplers.sample_euler_looking_back,
                                       third_party_samplers.sample_euler_reusing_its_last_prediction,
                                       third_party_samplers.sample_midpoint_reusing_at_step_3])
@@ -190,7 +200,8 @@ def test_an_evaluation_the_dry_run_never_made_is_announced_and_goes_by_sigma(mod
 def test_a_sampler_that_adapts_to_the_model_is_announced_when_it_leaves_its_dry_run(model, prompts, caplog):
     log, sigmas = run_custom(model, prompts, third_party_samplers.sample_euler_adaptive)
     said = notices(caplog)
-    assert len(said) == 1 and "adapts its steps" in said[0] and "evaluation 2" in said[0]
+    assert len(said) == 1 and "'euler_adaptive'" in said[0] and "adapts its steps" in said[0]
+    assert "evaluation 2" in said[0]
     # Its second evaluation is a midpoint; the dry run (zero predictions, no midpoints) had the next step's sigma.
     assert f"predicted sigma {float(sigmas[1]):.5g}" in said[0]
     # Its midpoints lie inside their own step, so by sigma it is still exact.

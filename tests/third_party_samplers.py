@@ -5,6 +5,7 @@ custom sampler. Their loop variable `i` is the reference step (tests/instrumente
 from the call stack), so the tests hold the pack's clock to the sampler's own loop.
 """
 
+import comfy.samplers
 import torch
 
 
@@ -144,3 +145,17 @@ def sample_midpoint_reusing_at_step_3(model, x, sigmas, extra_args=None, callbac
     """The midpoint sampler whose step 3 makes no evaluation: step 2's evaluation is also the
     last one before step 3's report, so the reports alone would give it to step 3."""
     return sample_midpoint(model, x, sigmas, extra_args, callback, disable, reuse_at=3)
+
+
+class SilentEulerSampler(comfy.samplers.Sampler):
+    """A SAMPLER that is no KSAMPLER (no `sampler_function`), as a pack may bring: euler, never
+    reporting its steps."""
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        x = noise * sigmas[0] + (latent_image if latent_image is not None else 0)
+        s_in = x.new_ones([x.shape[0]])
+        for i in range(len(sigmas) - 1):
+            denoised = model_wrap(x, sigmas[i] * s_in, **extra_args)
+            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        return x
