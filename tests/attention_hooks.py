@@ -48,6 +48,20 @@ def record(calls, pending, group, k, attention):
         calls.append(CrossAttentionCall(group, pending.pop("q"), k.detach().clone(), attention.heads, attention.to_k))
 
 
+def word_probability(q, k, heads, columns):
+    """[batch, pixels]: softmax(q·kᵀ/√d) written out per head, the word's columns summed, heads averaged."""
+    dim = q.shape[-1] // heads
+    total = 0
+    for head in range(heads):
+        q_head = q[..., head * dim:(head + 1) * dim].double()
+        k_head = k[..., head * dim:(head + 1) * dim].double()
+        scores = q_head @ k_head.transpose(-1, -2) / math.sqrt(dim)
+        probabilities = torch.exp(scores - scores.amax(-1, keepdim=True))
+        probabilities = probabilities / probabilities.sum(-1, keepdim=True)
+        total = total + probabilities[..., columns].sum(-1)
+    return total / heads
+
+
 def at_latent_size(probability, height, width):
     """A layer's [batch, pixels] as [batch, height, width]: its own grid is the latent's divided by a
     power of two, rows of `width // factor` pixels; brought up bilinearly (align_corners=False)."""

@@ -18,12 +18,11 @@ devtools/tiny_models.py): it is built in memory, with random conditioning tensor
 hand-written columns, and checked against the same reference.
 """
 
-import math
 
 import pytest
 import stock
 import torch
-from attention_hooks import at_latent_size, hook_cross_attention
+from attention_hooks import at_latent_size, hook_cross_attention, word_probability
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
@@ -35,20 +34,6 @@ from tiny_models import tiny_sdxl
 
 BLOCK_GROUPS = {"all": ("input", "middle", "output"), "input blocks": ("input",), "middle block": ("middle",),
                 "output blocks": ("output",)}
-
-
-def word_probability(q, k, heads, columns):
-    """[batch, pixels]: softmax(q·kᵀ/√d) written out per head, the word's columns summed, heads averaged."""
-    dim = q.shape[-1] // heads
-    total = 0
-    for head in range(heads):
-        q_head = q[..., head * dim:(head + 1) * dim].double()
-        k_head = k[..., head * dim:(head + 1) * dim].double()
-        scores = q_head @ k_head.transpose(-1, -2) / math.sqrt(dim)
-        probabilities = torch.exp(scores - scores.amax(-1, keepdim=True))
-        probabilities = probabilities / probabilities.sum(-1, keepdim=True)
-        total = total + probabilities[..., columns].sum(-1)
-    return total / heads
 
 
 def reference_maps(calls, log, tracks, columns, groups, steps, batch, height, width):

@@ -19,7 +19,7 @@ import math
 import pytest
 import stock
 import torch
-from attention_hooks import at_latent_size, hook_cross_attention
+from attention_hooks import at_latent_size, hook_cross_attention, word_probability
 from comfy_extras import nodes_custom_sampler as custom
 from delayed_negative.attention.negative_watch import negative_share
 from delayed_negative.nodes.auto_start import DelayedNegativeAutoStart
@@ -114,8 +114,9 @@ def test_each_steps_strength_is_measured_on_an_explicit_softmax_over_both_prompt
                                                CFG, 0, -1.0, "auto", "empty prompt", clip, None, None,
                                                AutoStart(0.0, 0.0, 1.0)).result[0]
     calls, handles = hook_cross_attention(guider.model_patcher)
+    sigmas = custom.BasicScheduler.execute(model, "karras", 4, 1.0).result[0]
     try:
-        run_guider(setup, guider, "heun", custom.BasicScheduler.execute(model, "karras", 4, 1.0).result[0])
+        run_guider(setup, guider, "heun", sigmas)
     finally:
         for handle in handles:
             handle.remove()
@@ -125,16 +126,11 @@ def test_each_steps_strength_is_measured_on_an_explicit_softmax_over_both_prompt
     for number, evaluation in enumerate(log):
         rows = slice(evaluation.chunks.index(0) * 2, (evaluation.chunks.index(0) + 1) * 2)
         for call in calls[number * per_evaluation:(number + 1) * per_evaluation]:
-            dim = call.q.shape[-1] // call.heads
             with torch.no_grad():
                 k_negative = call.to_k(conds["negative"].to(call.k.dtype))[:, 1:].expand(2, -1, -1)
-            keys = torch.cat([call.k[rows], k_negative], dim=1)
-            share = 0
-            for head in range(call.heads):
-                columns = slice(head * dim, (head + 1) * dim)
-                scores = call.q[rows][..., columns].double() @ keys[..., columns].double().transpose(-1, -2)
-                share = share + (scores / math.sqrt(dim)).softmax(dim=-1)[..., call.k.shape[1]:].sum(dim=-1)
-            share = at_latent_size(share / call.heads, 6, 8)
+            keys = torch.cat([call.k[rows], k_negative], dim=1)  # one softmax over both prompts
+            negative_columns = list(range(call.k.shape[1], keys.shape[1]))
+            share = at_latent_size(word_probability(call.q[rows], keys, call.heads, negative_columns), 6, 8)
             sums[evaluation.sampler_step] = sums.get(evaluation.sampler_step, 0) + share
             counts[evaluation.sampler_step] = counts.get(evaluation.sampler_step, 0) + 1
     assert [e.sampler_step for e in log] == [0, 0, 1, 1, 2, 2, 3]  # heun: two calls a step, one on the last
@@ -145,7 +141,7 @@ def test_each_steps_strength_is_measured_on_an_explicit_softmax_over_both_prompt
     # Latest 0.5 (step 2) and no rise: the negative starts there, and step 2 itself is no longer watched.
     early = DelayedNegativeGuiderNode.execute(model, setup["positive"], setup["negative"], CFG, 0, -1.0, "auto",
                                               "empty prompt", clip, None, None, AutoStart(0.0, 0.0, 0.5)).result[0]
-    run_guider(setup, early, "heun", custom.BasicScheduler.execute(model, "karras", 4, 1.0).result[0])
+    run_guider(setup, early, "heun", sigmas)
     assert (early.window.start_step, sorted(early.finder.strengths)) == (2, [0, 1])
 
 

@@ -9,6 +9,11 @@ import comfy.samplers
 import torch
 
 
+def euler_step(x, sigmas, i, denoised):
+    """Euler from sigmas[i] to sigmas[i + 1] with the prediction `denoised`."""
+    return x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+
+
 def heun_step(model, x, sigmas, i, s_in, extra_args, denoised):
     """Heun's corrector: a second evaluation at the *next* step's sigma, inside step i."""
     d = (x - denoised) / sigmas[i]
@@ -70,7 +75,7 @@ def sample_euler_adaptive(model, x, sigmas, extra_args=None, callback=None, disa
             denoised = model(x_mid, sigma_mid * s_in, **extra_args)
             x = x + (x_mid - denoised) / sigma_mid * (sigmas[i + 1] - sigmas[i])
         else:
-            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+            x = euler_step(x, sigmas, i, denoised)
     return x
 
 
@@ -83,7 +88,7 @@ def sample_euler_with_a_final_touch(model, x, sigmas, extra_args=None, callback=
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        x = euler_step(x, sigmas, i, denoised)
     if denoised.abs().sum() > 0:
         model(x, sigmas[-2] * s_in, **extra_args)
     return x
@@ -103,7 +108,7 @@ def sample_euler_looking_back(model, x, sigmas, extra_args=None, callback=None, 
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         if i == 0 and callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        x = euler_step(x, sigmas, i, denoised)
     return x
 
 
@@ -115,7 +120,7 @@ def sample_euler_reusing_its_last_prediction(model, x, sigmas, extra_args=None, 
     for i in range(len(sigmas) - 1):
         if i < len(sigmas) - 2:
             denoised = model(x, sigmas[i] * s_in, **extra_args)
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        x = euler_step(x, sigmas, i, denoised)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
     return x
@@ -136,7 +141,7 @@ def sample_midpoint(model, x, sigmas, extra_args=None, callback=None, disable=No
             denoised = model(x, midpoint_sigma(sigmas, i) * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+        x = euler_step(x, sigmas, i, denoised)
     return x
 
 
@@ -157,5 +162,5 @@ class SilentEulerSampler(comfy.samplers.Sampler):
         s_in = x.new_ones([x.shape[0]])
         for i in range(len(sigmas) - 1):
             denoised = model_wrap(x, sigmas[i] * s_in, **extra_args)
-            x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+            x = euler_step(x, sigmas, i, denoised)
         return x
