@@ -3,11 +3,14 @@
 ComfyUI passes `transformer_options` into its optimized attention for the DiT families (0.3.75
 and 0.33 alike), and the attention functions hand each call to
 `transformer_options["optimized_attention_override"](func, *args, **kwargs)` when one is set.
-On a clone of the model we set an override that returns exactly what would have run without it
-(the previous override if another node set one, else ComfyUI's own function: the image stays
-bit-identical) and shows the call's queries and keys to the observer. An APPLY_MODEL wrapper
-tells it each evaluation's token layout (dit_layout.py); calls that are not the image attending
-to the text (image self-attention, a Wan image-prompt call) are left alone.
+That slot holds one function: ComfyUI's ModelAttentionBackend (0.33) and other packs write it
+too, and a value set on the model's options by the node that runs last would win. So the
+override is set at each evaluation, by an APPLY_MODEL wrapper, in a copy of the options ComfyUI
+is about to run with: it returns exactly what would have run without it (the other node's
+override, else ComfyUI's own function: the image stays bit-identical, the other node keeps
+working, in either order) and shows the call's queries and keys to the observer, with the
+evaluation's token layout (dit_layout.py). Calls that are not the image attending to the text
+(image self-attention, a Wan image-prompt call) are left alone.
 """
 
 from comfy.patcher_extension import WrappersMP
@@ -36,35 +39,36 @@ def heads_first(tensor, heads: int):
     return tensor.reshape(batch, tokens, heads, inner // heads).transpose(1, 2)
 
 
-def observe_dit_attention(patched, observe) -> None:
+def observe_dit_attention(patched, observe, key: str) -> None:
     """On the clone `patched` (a mapped DiT family, see dit_layout.FAMILIES), call
-    `observe(call: TextAttentionCall, layout: TokenLayout)` at every image-to-text attention call."""
+    `observe(call: TextAttentionCall, layout: TokenLayout)` at every image-to-text attention call,
+    through an APPLY_MODEL wrapper named `key`."""
     diffusion_model = patched.get_model_object("diffusion_model")
     _family, joint = family_of(patched)
     patch = patch_size(diffusion_model)
     registers = int(getattr(diffusion_model, "register_length", 0) or 0)
-    current = {"layout": None}
 
-    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, *args, **kwargs):
-        latent = (x.shape[2] if x.ndim == 5 else 1, x.shape[-2], x.shape[-1])
-        current["layout"] = None if c_crossattn is None else \
-            TokenLayout(joint, registers, c_crossattn.shape[1], patch, latent)
-        try:
-            return executor(x, t, c_concat, c_crossattn, *args, **kwargs)
-        finally:
-            current["layout"] = None
+    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+                    **kwargs):
+        if c_crossattn is not None:
+            latent = (x.shape[2] if x.ndim == 5 else 1, x.shape[-2], x.shape[-1])
+            layout = TokenLayout(joint, registers, c_crossattn.shape[1], patch, latent)
+            override = observing_override(observe, layout, transformer_options.get(OVERRIDE))
+            transformer_options = {**transformer_options, OVERRIDE: override}
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
-    options = patched.model_options.setdefault("transformer_options", {})
-    previous = options.get(OVERRIDE)
+    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, key, apply_model)
 
+
+def observing_override(observe, layout: TokenLayout, previous=None):
+    """An attention override returning what `previous` (another node's override, e.g. ComfyUI's
+    ModelAttentionBackend) or ComfyUI's own function returns, and showing the image-to-text calls
+    to `observe` on the side."""
     def override(func, *args, **kwargs):
         out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
-        layout = current["layout"]
-        if layout is not None:
-            call = TextAttentionCall(args, kwargs)
-            if layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
-                observe(call, layout)
+        call = TextAttentionCall(args, kwargs)
+        if layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
+            observe(call, layout)
         return out
 
-    options[OVERRIDE] = override
-    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model)
+    return override

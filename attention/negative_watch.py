@@ -17,7 +17,9 @@ and the negative's keys are one small projection per layer and run.
 
 import torch
 
-from .record_model import cross_attention_blocks, cross_attention_module, observe_attention
+from .unet_hooks import cross_attention_blocks, cross_attention_module, observe_unet_attention
+
+WRAPPER_KEY = "delayed_negative.negative_watch"
 
 
 class NegativeWatch:
@@ -98,5 +100,5 @@ def watch_negative(model, watch: NegativeWatch):
         attn2 = cross_attention_module(diffusion_model, extra_options["block"], extra_options.get("block_index", 0))
         watch.add(q, k, heads, extra_options, attn2.to_k)
 
-    observe_attention(patched, blocks, observe)
+    observe_unet_attention(patched, blocks, observe, WRAPPER_KEY)
     return patched

@@ -12,7 +12,8 @@ from comfy_api.latest import io
 
 from .. import render
 from ..attention.maps import AttentionMaps
-from ..attention.record_model import LAYER_CHOICES, record_attention
+from ..attention.record_model import record_attention
+from ..attention.unet_hooks import LAYER_CHOICES
 from ..attention.recording import AttentionRecording
 from ..attention.words import ColumnsFromConditioning, recording_columns
 from .empty_prompt import empty_prompt

@@ -10,7 +10,8 @@ from tiny_models import SD15_CHECKPOINT_UNET, in_memory_model, tiny_sdxl
 
 import stock
 from delayed_negative.attention.maps import AttentionMaps
-from delayed_negative.attention.record_model import cross_attention_blocks, record_attention
+from delayed_negative.attention.record_model import record_attention
+from delayed_negative.attention.unet_hooks import cross_attention_blocks
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler

@@ -1,0 +1,96 @@
+"""Show every cross-attention call of a UNet to an observer, whatever else patches it.
+
+ComfyUI calls an attn2 replace patch in place of a transformer block's cross-attention; it looks
+the patch up under `(block, number, transformer_index)` first and `(block, number)` second
+(comfy/ldm/modules/attention.py). Other packs patch the same point: IPAdapter under the 3-part
+key on SDXL, others under the 2-part key, before or after our node in the graph. A patch set
+when the node runs would be shadowed by a 3-part key set before it, or replaced by one set after
+it, and the maps would come back empty without a word.
+
+So nothing is set on the model's options: an APPLY_MODEL wrapper (add_wrapper_with_key) adds,
+at every evaluation, to a copy of the `transformer_options` ComfyUI is about to run with, a
+3-part patch on each observed layer that calls exactly the patch ComfyUI would have called (the
+other pack's, at either key form, else ComfyUI's optimized attention) and shows the call's q and
+k to the observer. The other pack's patch keeps working and the image stays bit-identical,
+whatever the order of the nodes.
+"""
+
+import torch
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.patcher_extension import WrappersMP
+
+LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
+
+
+def cross_attention_blocks(diffusion_model, layers: str = "all") -> list[tuple[str, int]]:
+    """ComfyUI's names, ("input" | "middle" | "output", index), of the UNet blocks with cross-attention."""
+    groups = block_groups(diffusion_model)
+    wanted = {"all": groups.keys(), "input blocks": ["input"], "middle block": ["middle"],
+              "output blocks": ["output"]}[layers]
+    return [(name, index) for name in wanted for index, block in enumerate(groups[name])
+            if any(isinstance(module, SpatialTransformer) for module in block.modules())]
+
+
+def block_groups(diffusion_model) -> dict[str, list]:
+    """A UNet's blocks by ComfyUI's group names (empty lists for a model that is no UNet)."""
+    middle = getattr(diffusion_model, "middle_block", None)
+    return {"input": getattr(diffusion_model, "input_blocks", None) or [],
+            "middle": [middle] if isinstance(middle, torch.nn.Module) else [],
+            "output": getattr(diffusion_model, "output_blocks", None) or []}
+
+
+def spatial_transformer(diffusion_model, block: tuple[str, int]):
+    group, number = block
+    return next(module for module in block_groups(diffusion_model)[group][number].modules()
+                if isinstance(module, SpatialTransformer))
+
+
+def cross_attention_module(diffusion_model, block: tuple[str, int], block_index: int):
+    """The cross-attention (attn2) of transformer `block_index` in ComfyUI's block (group, number)."""
+    return spatial_transformer(diffusion_model, block).transformer_blocks[block_index].attn2
+
+
+def cross_attention_layers(diffusion_model, blocks: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """The 3-part keys, (group, number, transformer_index), of every transformer in `blocks`."""
+    return [(*block, index) for block in blocks
+            for index in range(len(spatial_transformer(diffusion_model, block).transformer_blocks))]
+
+
+def observe_unet_attention(patched, blocks: list[tuple[str, int]], observe, key: str) -> None:
+    """On the clone `patched`, call `observe(q, k, heads, extra_options)` at every cross-attention
+    call of `blocks`, through an APPLY_MODEL wrapper named `key` (see the module docstring)."""
+    layers = cross_attention_layers(patched.get_model_object("diffusion_model"), blocks)
+
+    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+                    **kwargs):
+        options = with_observing_patches(transformer_options, layers, observe)
+        return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+
+    patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, key, apply_model)
+
+
+def with_observing_patches(options: dict, layers, observe) -> dict:
+    """A copy of `options` whose attn2 patches on `layers` also show each call to `observe`;
+    `options` and the patch dictionaries in it are left as they were."""
+    replace = options.get("patches_replace", {})
+    attn2 = dict(replace.get("attn2", {}))
+    for group, number, index in layers:
+        previous = attn2.get((group, number, index), attn2.get((group, number)))
+        attn2[(group, number, index)] = observing_patch(observe, previous)
+    return {**options, "patches_replace": {**replace, "attn2": attn2}}
+
+
+def observing_patch(observe, previous=None):
+    """An attn2 patch returning what `previous` (or ComfyUI's optimized attention) returns, and
+    showing q and k to `observe` on the side."""
+    def patch(q, k, v, extra_options):
+        heads = extra_options["n_heads"]
+        if previous is not None:
+            out = previous(q, k, v, extra_options)
+        else:
+            out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
+                                      transformer_options=extra_options)
+        observe(q, k, heads, extra_options)
+        return out
+
+    return patch
