@@ -33,6 +33,9 @@ class AttentionMaps:
     the steps start at; `cfg` [steps] the cfg ComfyUI guided each step with (1: no guidance),
     NaN where unknown, or None where it was not recorded. The items are the batch's images; for a
     video latent, each video's `frames` latent frames in order (item = video x frames + frame).
+    `evaluated` [steps] is False at a step where the model was not evaluated (a cache such as
+    EasyCache reused an earlier prediction): every track is NaN there, and the views say "not
+    evaluated" rather than leave a hole; None means every step was evaluated.
     """
 
     tracks: tuple[Track, ...]
@@ -40,10 +43,17 @@ class AttentionMaps:
     sigmas: tuple[float, ...]
     cfg: torch.Tensor | None = None
     frames: int = 1
+    evaluated: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
         return self.maps.shape[0]
+
+    def steps_not_evaluated(self) -> list[int]:
+        """The steps at which the model was not evaluated (a cache skipped it)."""
+        if self.evaluated is None:
+            return []
+        return [step for step, evaluated in enumerate(self.evaluated.tolist()) if not evaluated]
 
     def track_index(self, word: str, branch: str | None = None) -> int:
         """The first track for `word` (case-insensitive), optionally in one branch."""

@@ -34,7 +34,7 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
         clock = StepClock.learn(executor.class_obj, guider, sigmas, noise, latent_image, denoise_mask,
                                 extra_args.get("model_options"), extra_args.get("seed"))
         recording.learn_prompts(getattr(guider, "original_conds", {}))
-        recording.begin_run(clock, sigmas, noise.shape)
+        recording.begin_run(clock, sigmas, noise.shape, other_hooks(extra_args.get("model_options") or {}))
         return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, *args, **kwargs)
 
     def predict_noise(executor, x, timestep, model_options={}, seed=None):
@@ -70,3 +70,20 @@ def attach_recording(patched, recording: AttentionRecording, layers: str) -> Non
     if layers != "all":
         raise ValueError(f"{family[0]} is a DiT: it has no input, middle or output blocks. Set layers to 'all'.")
     observe_dit_attention(patched, recording.add_text_attention, WRAPPER_KEY)
+
+
+def other_hooks(model_options: dict) -> list[str]:
+    """What else on the sampled model runs around the model's evaluation and could compute the
+    image without ComfyUI's attention functions: other packs' wrappers by their keys (e.g.
+    'easycache'), a model function wrapper, block replace patches. Named in the message a user
+    gets when no attention reached the recording."""
+    options = model_options.get("transformer_options", {})
+    names = []
+    for kind in ("outer_sample", "predict_noise", "calc_cond_batch", "apply_model", "diffusion_model"):
+        names += [f"{key} ({kind} wrapper)" for key in options.get("wrappers", {}).get(kind, {})
+                  if not key.startswith("delayed_negative.")]
+    if model_options.get("model_function_wrapper") is not None:
+        names.append("a model function wrapper (set_model_unet_function_wrapper)")
+    names += [f"{kind} replace patches" for kind in options.get("patches_replace", {}) if kind not in ("attn2",)]
+    return names
+

@@ -40,6 +40,8 @@ class AttentionRecording:
         self.tokens_of_cond = {}
         self.batch = 0
         self.frames = 1
+        self.attention_calls = []  # per step: the attention calls to the text that reached the recording
+        self.other_hooks = ()  # what else on the sampled model could compute attention around ComfyUI's
 
     def set_columns(self, columns: dict[str, list[tuple[str, list[int]]]]):
         self.columns = columns
@@ -58,8 +60,12 @@ class AttentionRecording:
         if self.learn_columns is not None:
             self.set_columns(self.learn_columns(guider_conds))
 
-    def begin_run(self, clock: StepClock, sigmas, latent_shape):
+    def begin_run(self, clock: StepClock, sigmas, latent_shape, other_hooks=()):
+        """A new run; `other_hooks` names what else on the model could keep attention from the
+        recording (see record_model.other_hooks), for the message if none arrives."""
         steps = len(sigmas) - 1
+        self.attention_calls = [0] * steps
+        self.other_hooks = tuple(other_hooks)
         self.batch, height, width = latent_shape[0], latent_shape[-2], latent_shape[-1]
         self.frames = latent_shape[2] if len(latent_shape) == 5 else 1  # video latents: maps per frame
         items = self.batch * self.frames
@@ -120,6 +126,7 @@ class AttentionRecording:
         """Add one UNet cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
         if self.sums is None:
             return
+        self.attention_calls[self.step] += 1
         height, width = extra_options["activations_shape"][-2:]  # this layer's resolution
         if tuple(extra_options["original_shape"][-2:]) != tuple(self.sums.shape[-2:]):
             return  # an area-restricted chunk (ConditioningSetArea): its maps do not cover the image
@@ -139,7 +146,10 @@ class AttentionRecording:
     def add_text_attention(self, call, layout):
         """Add one DiT attention call's maps: the image tokens' share of each word's text columns
         (joint attention's exact share, see joint_share.py), for a dit_hooks.TextAttentionCall."""
-        if self.sums is None or (layout.latent[0] * self.batch, *layout.latent[1:]) != tuple(self.sums.shape[2:]):
+        if self.sums is None:
+            return
+        self.attention_calls[self.step] += 1
+        if (layout.latent[0] * self.batch, *layout.latent[1:]) != tuple(self.sums.shape[2:]):
             return  # an area-restricted chunk: its maps do not cover the image
         image = slice(layout.image_start, layout.image_start + layout.image_tokens)
         queries, mask = call.queries[:, :, image], call.mask
@@ -185,6 +195,19 @@ class AttentionRecording:
         if self.sums is None:
             raise ValueError("No attention was recorded: connect the MODEL output of Record Attention Maps "
                              "to the sampler, and the sampler's LATENT output to Collect Attention Maps.")
+        evaluated = torch.tensor([calls > 0 for calls in self.attention_calls], dtype=torch.bool)
+        if len(evaluated) and not evaluated.any():
+            raise ValueError(hidden_attention_message(self.other_hooks))
         counts = self.counts[:, :, None, None, None]
         maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
-        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames)
+        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames, evaluated)
+
+
+def hidden_attention_message(other_hooks) -> str:
+    """What to tell a user whose run sampled the model but showed the recording no attention."""
+    suspects = ", ".join(other_hooks) if other_hooks else "none that ComfyUI lists (a pack may replace the model)"
+    return ("No attention reached Record Attention Maps in this run, though the model was sampled: something on "
+            "the model computed the image without ComfyUI's attention functions (a cache that skipped every "
+            f"evaluation, or a pack that replaces the model's blocks). Other hooks on this model: {suspects}. "
+            "Bypass those nodes while recording, or lower the cache's threshold so that it evaluates the model; "
+            "the image itself was not changed by the recording.")

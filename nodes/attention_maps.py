@@ -172,7 +172,10 @@ class AttentionGrid(io.ComfyNode):
         maps = attention_maps.maps[:, tracks, batch]  # [steps, words, h, w]
         maps = render.normalize_maps(maps, normalization)[chosen]
         labels = [branch_label(attention_maps, index) for index in tracks]
-        return io.NodeOutput(render.word_step_grid(maps, labels, [f"step {s}" for s in chosen], colormap, cell_size))
+        skipped = set(attention_maps.steps_not_evaluated())
+        step_labels = [f"step {s}" + (" (not evaluated)" if s in skipped else "") for s in chosen]
+        columns_skipped = [column for column, s in enumerate(chosen) if s in skipped]
+        return io.NodeOutput(render.word_step_grid(maps, labels, step_labels, colormap, cell_size, columns_skipped))
 
 
 class AttentionOverlay(io.ComfyNode):
@@ -237,7 +240,8 @@ class AttentionChart(io.ComfyNode):
                   for i in tracks]
         marker = mark_step if mark_step >= 0 else negative_start(attention_maps)
         return io.NodeOutput(render.strength_chart(series, "Attention per word over the sampling steps", marker,
-                                                   cfg=attention_maps.cfg))
+                                                   cfg=attention_maps.cfg,
+                                                   not_evaluated=attention_maps.steps_not_evaluated()))
 
 
 def negative_start(maps: AttentionMaps) -> int | None:

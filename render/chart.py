@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .convert import pil_to_image
 from .dashes import draw_dashed_line
+from .evaluation_marks import shade_not_evaluated
 from .guidance_marks import cfg_values, draw_cfg_line, shade_unguided
 from .text import RGB, Font, draw_text, fit_text, label_font, text_height, text_width
 from .ticks import format_tick, step_ticks, value_ticks
@@ -68,13 +69,15 @@ class _PlotArea:
 
 
 def strength_chart(series: list[Series], title: str, marker_step: int | None = None,
-                   width: int = 768, height: int = 432, cfg: Tensor | None = None) -> Tensor:
+                   width: int = 768, height: int = 432, cfg: Tensor | None = None,
+                   not_evaluated: list[int] = ()) -> Tensor:
     """Draw `series` as lines over sampler steps; returns an IMAGE [1, height, width, 3].
 
     Positive-branch series are solid, unconditional-branch series dashed; NaN breaks a line.
     `marker_step`, if given, adds a dashed vertical line labelled "negative starts". `cfg`, if
     given ([steps], NaN where unknown), adds the guidance schedule: the cfg of each step as a
-    thin grey line, and the steps sampled without guidance shaded.
+    thin grey line, and the steps sampled without guidance shaded. `not_evaluated` steps (a cache
+    skipped the model there) are shaded and labelled "not evaluated".
     """
     if width < 320 or height < 200:
         raise ValueError(f"Chart size {width}x{height} is too small; use at least 320x200.")
@@ -101,6 +104,7 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
     draw_text(draw, (width / 2, text_height(title_font)), fit_text(title, title_font, width - 16),
               title_font, AXIS_COLOUR, "mm")
     shade_unguided(draw, area, guidance, tick_font)
+    shade_not_evaluated(draw, area, list(not_evaluated), tick_font)
     _draw_axes(draw, area, y_ticks, y_labels, tick_font, line_height)
     draw_cfg_line(draw, area, guidance, tick_font)
     if marker_step is not None:

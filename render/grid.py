@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from .colormaps import apply_colormap
+from .evaluation_marks import not_evaluated_cell
 from .convert import pil_to_image, to_uint8
 from .resize import upsample_maps
 from .text import draw_text, fit_text, label_font
@@ -58,10 +59,11 @@ class GridLayout:
 
 
 def word_step_grid(maps: Tensor, word_labels: list[str], step_labels: list[str], colormap: str,
-                   cell_size: int = 96) -> Tensor:
+                   cell_size: int = 96, not_evaluated: list[int] = ()) -> Tensor:
     """Draw maps [steps, words, h, w] (already 0..1, NaN = word absent) as an IMAGE [1, H, W, 3].
 
-    Rows are words, columns are steps; absent cells are grey with a diagonal slash.
+    Rows are words, columns are steps; absent cells are grey with a diagonal slash, and every cell
+    of a `not_evaluated` column (an index into the columns: a cache skipped the model) a cross.
     """
     if maps.ndim != 4:
         raise ValueError(f"Expected maps shaped [steps, words, height, width], got {tuple(maps.shape)}.")
@@ -94,7 +96,9 @@ def word_step_grid(maps: Tensor, word_labels: list[str], step_labels: list[str],
         colours = torch.where(torch.isnan(colours), absent_colour, colours)
         for word in range(words):
             x, y = layout.cell_origin(step, word)
-            if torch.isnan(cells[step, word]).all():
+            if step in not_evaluated:
+                canvas.paste(not_evaluated_cell(cell_size), (x, y))
+            elif torch.isnan(cells[step, word]).all():
                 canvas.paste(absent_cell(cell_size), (x, y))
             else:
                 canvas.paste(Image.fromarray(to_uint8(colours[word])), (x, y))

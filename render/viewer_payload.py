@@ -92,6 +92,7 @@ def viewer_payload(maps: AttentionMaps, images: list[dict], max_map_side: int = 
         "sigmas": [float(sigma) for sigma in maps.sigmas],
         "cfg": None if maps.cfg is None else nan_to_none(maps.cfg.float()),
         "negative_start": negative_start_step(maps),
+        "not_evaluated": maps.steps_not_evaluated(),  # steps a cache skipped: no maps, said so
         "strength": nan_to_none(maps.strength().float()),  # [steps][tracks][batch], from the full maps
         "scales": scales,  # [steps][tracks][batch]
         "maps": base64.b64encode(codes.tobytes()).decode("ascii"),  # uint8 [steps, tracks, batch, h, w]

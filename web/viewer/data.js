@@ -17,6 +17,7 @@ export class ViewerData {
         this.width = payload.width;
         this.tracks = payload.tracks;
         this.negativeStart = payload.negative_start;
+        this.notEvaluated = new Set(payload.not_evaluated || []);  // steps a cache skipped
         this.codes = bytesFromBase64(payload.maps);
         this.colormaps = Object.fromEntries(Object.entries(payload.colormaps)
             .map(([name, table]) => [name, bytesFromBase64(table)]));

@@ -10,6 +10,7 @@ const CHART_MARGIN = {left: 34, right: 8, top: 8, bottom: 20};
 const LINE_COLOURS = ["#4e9af1", "#f1a34e", "#5cc46b", "#e8575a", "#b07ee8", "#e6d45a", "#4ed2d2", "#f17ec2",
                       "#a0a0a0", "#9acd32"];
 const NEGATIVE_START_COLOUR = "#e8575a";
+const NOT_EVALUATED_SHADE = "rgba(200, 150, 110, 0.18)";  // steps a cache skipped
 const RANKED_WORDS = 8;
 
 const STYLE = `
@@ -188,6 +189,10 @@ export class AttentionViewerPanel {
             context.putImageData(new ImageData(pixels, data.width, data.height), 0, 0);
             this.absent.textContent = "";
             this.absent.style.display = "none";
+        } else if (data.notEvaluated.has(state.step)) {
+            this.absent.textContent = `Step ${state.step} was not evaluated: a cache reused an earlier ` +
+                "prediction, so no attention was computed there";
+            this.absent.style.display = "block";
         } else {
             this.absent.textContent = `“${track.label}” is not in the ${track.branch} branch at step ${state.step}` +
                 (track.prompt === "negative" && data.negativeStart !== null
@@ -293,6 +298,12 @@ export class AttentionViewerPanel {
         context.fillText("0", this.stepX(0), CHART_HEIGHT - 6);
         context.fillText(String(data.steps - 1), this.stepX(data.steps - 1), CHART_HEIGHT - 6);
         context.fillText("step", box.left + box.width / 2, CHART_HEIGHT - 6);
+
+        context.fillStyle = NOT_EVALUATED_SHADE;
+        for (const step of data.notEvaluated) {
+            const half = box.width / Math.max(1, data.steps - 1) / 2;
+            context.fillRect(this.stepX(step) - half, box.top, 2 * half, box.height);
+        }
 
         if (data.negativeStart !== null) {
             context.strokeStyle = NEGATIVE_START_COLOUR;
