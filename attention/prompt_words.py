@@ -64,29 +64,6 @@ class PromptWord:
         return _bare(requested).lower() in self._names
 
 
-def special_columns(tokens: dict, key: str | None = None) -> dict[str, list[int]]:
-    """Columns of the ``<start>`` and ``<end>`` token of every chunk.
-
-    ``tokens`` is what ``clip.tokenize(text, return_word_ids=True)`` returns. Returns
-    ``{"<start>": [0, 77, ...], "<end>": [6, 153, ...]}``, one column per chunk. They exist for
-    every prompt, the empty one included (``{"<start>": [0], "<end>": [1]}``), which is why
-    ``find_word_columns`` accepts them as words. Padding after ``<end>`` is in neither list.
-    """
-    starts, ends = [], []
-    offset = 0
-    for chunk in _word_id_chunks(tokens, key):
-        word_ids = [word_id for _token, _weight, word_id in chunk]
-        content = [position for position, word_id in enumerate(word_ids) if word_id != 0]
-        has_start = bool(word_ids) and word_ids[0] == 0
-        if has_start:
-            starts.append(offset)
-        end = content[-1] + 1 if content else int(has_start)
-        if end < len(chunk):
-            ends.append(offset + end)
-        offset += len(chunk)
-    return {START: starts, END: ends}
-
-
 @dataclass(frozen=True)
 class TokenizerPart:
     """How to read one tokenizer's part of what ``clip.tokenize`` returns.
@@ -94,13 +71,18 @@ class TokenizerPart:
     ``key`` is its key in the tokens ("l", "g", "t5xxl", "umt5xxl", "qwen25_7b"; None: the first
     CLIP key); ``encode`` gives the ids that tokenizer makes of a piece of text; ``template`` is
     the text it really reads around the prompt (Qwen-Image's chat template); ``weights`` is False
-    when it reads the text whole, without ComfyUI's (word:1.2) weights cutting it into pieces.
+    when it reads the text whole, without ComfyUI's (word:1.2) weights cutting it into pieces;
+    ``has_start_token`` / ``has_end_token`` say whether ComfyUI puts a start / end token in every
+    chunk (its SDTokenizer's ``start_token`` / ``end_token`` is set): CLIP has both, T5 and UMT5
+    only the end token, Qwen2.5-VL neither (its chat template ends the prompt).
     """
 
     key: str | None = None
     encode: object = None
     template: str = "{}"
     weights: bool = True
+    has_start_token: bool = True
+    has_end_token: bool = True
 
     def read_text(self, prompt: str) -> tuple[str, tuple[int, int]]:
         """The text the tokenizer reads, and where the prompt sits in it."""
@@ -109,6 +91,32 @@ class TokenizerPart:
 
 
 CLIP_PART = TokenizerPart()
+
+
+def special_columns(tokens: dict, part: TokenizerPart = CLIP_PART) -> dict[str, list[int]]:
+    """Columns of the ``<start>`` and ``<end>`` token of every chunk of ``part``'s tokens.
+
+    ``tokens`` is what ``clip.tokenize(text, return_word_ids=True)`` returns. For CLIP it is
+    ``{"<start>": [0, 77, ...], "<end>": [6, 153, ...]}``, one column per chunk, and for the empty
+    prompt ``{"<start>": [0], "<end>": [1]}``. T5 and UMT5 have no start token, so there the empty
+    prompt's ``<end>`` is column 0 and ``<start>`` is empty. Whether there is a start (end) token is
+    the tokenizer's to say, not the tokens': word ids mark the prompt's tokens only, and the empty
+    prompt has none, so ``[<start>, <end>, pad]`` and ``[<end>, pad, pad]`` look alike. Padding is
+    in neither list. They exist for every prompt, which is why ``find_word_columns`` accepts them.
+    """
+    starts, ends = [], []
+    offset = 0
+    for chunk in _word_id_chunks(tokens, part.key):
+        content = [position for position, (_token, _weight, word_id) in enumerate(chunk) if word_id != 0]
+        has_start = part.has_start_token and bool(chunk)
+        if has_start:
+            starts.append(offset)
+        # ComfyUI puts the end token right after the chunk's last prompt token (or its start token)
+        end = content[-1] + 1 if content else int(has_start)
+        if part.has_end_token and end < len(chunk):
+            ends.append(offset + end)
+        offset += len(chunk)
+    return {START: starts, END: ends}
 
 
 def prompt_words(tokens: dict, prompt: str, prompt_label: str = "prompt",
@@ -203,7 +211,7 @@ def find_word_columns(
         if not wanted:
             continue
         if wanted.lower() in (START, END):
-            specials = specials or special_columns(tokens, part.key)
+            specials = specials or special_columns(tokens, part)
             columns_by_word[requested] = specials[wanted.lower()]
             continue
         if known_words is None:

@@ -33,8 +33,7 @@ def token_parts(clip, tokens: dict) -> list[tuple[TokenizerPart, int]]:
         if key in keys:
             return [(sub_part(clip, key), 0)]
     if "qwen25_7b" in keys:
-        sub = sub_tokenizer(clip.tokenizer, "qwen25_7b")
-        part = TokenizerPart("qwen25_7b", encoder(sub), sub_template(clip.tokenizer), weights=False)
+        part = sub_part(clip, "qwen25_7b", template=sub_template(clip.tokenizer), weights=False)
         return [(part, -qwen_template_end(tokens["qwen25_7b"]))]
     raise ValueError(f"Word maps do not know this text encoder (its tokens: {', '.join(sorted(keys))}) yet: they "
                      "work with the CLIP, T5-XXL, UMT5-XXL and Qwen2.5-VL encoders of SD1.x/SDXL, SD3.x, Flux, "
@@ -78,8 +77,12 @@ def qwen_template_end(chunks: list[list[tuple]]) -> int:
     return max(end, 0)
 
 
-def sub_part(clip, key: str) -> TokenizerPart:
-    return TokenizerPart(key, encoder(sub_tokenizer(clip.tokenizer, key)))
+def sub_part(clip, key: str, **reading) -> TokenizerPart:
+    """How to read the tokens of `key`'s tokenizer, with the start and end tokens it really puts in:
+    T5 and UMT5 have no start token, so their first column is a word or, for the empty prompt, <end>."""
+    sub = sub_tokenizer(clip.tokenizer, key)
+    return TokenizerPart(key, encoder(sub), has_start_token=sub.start_token is not None,
+                         has_end_token=sub.end_token is not None, **reading)
 
 
 def sub_tokenizer(tokenizer, key: str):

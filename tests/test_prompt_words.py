@@ -26,6 +26,7 @@ from safetensors.torch import save_file  # noqa: E402
 from delayed_negative.attention.prompt_words import (  # noqa: E402
     END,
     START,
+    TokenizerPart,
     find_word_columns,
     prompt_words,
     special_columns,
@@ -124,6 +125,18 @@ def test_start_and_end_work_for_the_empty_prompt(sd1):
     assert find_word_columns(tokens, "", ["<start>", "<END>"]) == {"<start>": [0], "<END>": [1]}
     with pytest.raises(ValueError, match="The negative prompt has no words"):
         find_word_columns(tokens, "", ["man"], "negative prompt")
+
+
+@pytest.mark.parametrize("prompt", ["", "portrait photo of a man"])
+def test_without_a_start_token_the_end_is_read_where_the_tokenizer_put_it(prompt):
+    # T5 (SD3, Flux, Chroma) has no start token: "" is [</s>, pad, ...], so its <end> is column 0.
+    from comfy.text_encoders import sd3_clip
+
+    t5 = sd3_clip.T5XXLTokenizer()
+    tokens = {"t5xxl": t5.tokenize_with_weights(prompt, return_word_ids=True)}
+    token_ids = [token for token, _weight, _word_id in tokens["t5xxl"][0]]
+    part = TokenizerPart("t5xxl", has_start_token=t5.start_token is not None)
+    assert special_columns(tokens, part) == {START: [], END: [token_ids.index(t5.end_token)]}
 
 
 def test_end_follows_the_last_word(sd1):

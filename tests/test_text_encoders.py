@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import sentencepiece
 import torch
-from comfy.text_encoders import flux, qwen_image, sd3_clip, wan
+from comfy.text_encoders import flux, pixart_t5, qwen_image, sd3_clip, wan
 
 from delayed_negative.attention.prompt_words import CLIP_PART, find_word_columns
 from delayed_negative.attention.text_encoders import qwen_template_end, sub_tokenizer, token_parts, word_columns
@@ -178,3 +178,51 @@ def test_sd3_with_clip_g_alone_keeps_the_clip_part():
 def test_a_tokenizer_without_the_part_asked_is_named():
     with pytest.raises(ValueError, match="This CLIP's tokenizer has no 'umt5xxl' part"):
         sub_tokenizer(flux.FluxTokenizer(), "umt5xxl")
+
+
+def t5_family_clips(umt5_tokenizer):
+    """{family: (clip with only its T5 / UMT5 loaded, key of its tokens, ComfyUI's sub-tokenizer)}."""
+    sd3, flux_tokenizer, chroma = sd3_clip.SD3Tokenizer(), flux.FluxTokenizer(), pixart_t5.PixArtTokenizer()
+    return {"sd3 t5": (TokenizerOnlyClip(sd3, clip_l=False, clip_g=False, t5xxl=True), "t5xxl", sd3.t5xxl),
+            "flux": (TokenizerOnlyClip(flux_tokenizer, clip_l=True, t5xxl=True), "t5xxl", flux_tokenizer.t5xxl),
+            "chroma": (TokenizerOnlyClip(chroma), "t5xxl", chroma.clip_t5xxl),
+            "wan": (TokenizerOnlyClip(umt5_tokenizer), "umt5xxl", umt5_tokenizer.clip_umt5xxl)}
+
+
+@pytest.mark.parametrize("text", ["", PROMPT])
+def test_t5_and_umt5_end_is_the_column_of_the_end_token_and_there_is_no_start(umt5_tokenizer, text):
+    # T5 and UMT5 have no start token: the empty prompt's <end> is column 0, not the first padding
+    # (and on Chroma, which does not pad, not missing).
+    for name, (clip, key, sub) in t5_family_clips(umt5_tokenizer).items():
+        assert sub.start_token is None and sub.tokenizer("")["input_ids"] == [sub.end_token], name
+        token_ids = ids(clip, key, text)
+        found = word_columns(clip, text, ["<start>", "<end>"], "empty prompt")
+        assert found["<end>"] == [token_ids.index(sub.end_token)], name
+        assert found["<start>"] == [], name
+        if not text:
+            assert found["<end>"] == [0] and empty_columns(clip) == [("<end>", [0])], name
+
+
+def test_sd3_empty_prompt_end_is_the_clip_end_and_the_t5_end_after_it():
+    tokenizer = sd3_clip.SD3Tokenizer()
+    clip = TokenizerOnlyClip(tokenizer, clip_l=True, clip_g=True, t5xxl=True)
+    clip_ids, t5_ids = ids(clip, "l", ""), ids(clip, "t5xxl", "")
+    found = word_columns(clip, "", ["<start>", "<end>"], "empty prompt")
+    assert found["<start>"] == [clip_ids.index(tokenizer.clip_l.start_token)] == [0]
+    assert found["<end>"] == [clip_ids.index(tokenizer.clip_l.end_token),
+                              len(clip_ids) + t5_ids.index(tokenizer.t5xxl.end_token)] == [1, 77]
+
+
+@pytest.mark.parametrize("text", ["", PROMPT])
+def test_qwen_image_end_is_the_template_s_first_token_after_the_prompt_and_there_is_no_start(text):
+    tokenizer = qwen_image.QwenImageTokenizer()
+    clip, sub = TokenizerOnlyClip(tokenizer), tokenizer.qwen25_7b
+    token_ids = ids(clip, "qwen25_7b", text)
+    template_end = qwen_template_end(clip.tokenize(text, return_word_ids=True)["qwen25_7b"])
+    after_prompt = tokenizer.llama_template.split("{}")[1]  # "<|im_end|>\n<|im_start|>assistant\n"
+    found = word_columns(clip, text, ["<start>", "<end>"], "prompt")
+    assert found["<start>"] == []
+    assert [token_ids[c + template_end] for c in found["<end>"]] == sub.tokenizer(after_prompt)["input_ids"][:1]
+    if not text:
+        # the encoder keeps the template from "user\n" on: the empty prompt's <|im_end|> is its column 0
+        assert found["<end>"] == [0] and empty_columns(clip) == [("<end>", [0])]
