@@ -23,6 +23,7 @@ from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.attention.unet_hooks import cross_attention_blocks
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from instrumented import instrument
+from test_auto_start import toy  # noqa: F401 (the toy model fixture)
 from test_attention_recording import (COLUMNS, STEPS, brute_force, capture_queries_and_keys, embeddings, run,
                                       single_resolution_sd15)
 
@@ -188,3 +189,21 @@ def test_dit_maps_and_the_other_override_are_both_kept(other_pack, order):
 def dit_columns():
     from test_dit_attention import COLUMNS as DIT_COLUMNS
     return DIT_COLUMNS
+
+
+def test_the_automatic_start_watches_through_an_ipadapter_style_patch(toy):
+    """The automatic start's watch rides on the same cross-attention hook: with a 3-part key patch
+    returning ComfyUI's own attention on the model, it measures the same strengths and picks the
+    same step as without it."""
+    from test_auto_start import ksampler
+
+    def own_attention(q, k, v, extra_options):
+        return optimized_attention(q, k, v, extra_options["n_heads"])
+
+    patched = toy["model"].clone()
+    for block in cross_attention_blocks(patched.get_model_object("diffusion_model")):
+        patched.set_model_attn2_replace(own_attention, *block, 0)
+    plain_latent, plain_step = ksampler(toy, "euler", 0, "auto")
+    patched_latent, patched_step = ksampler({**toy, "model": patched}, "euler", 0, "auto")
+    assert patched_step == plain_step < 6  # 6: the latest allowed step, where a blind watch ends up
+    assert torch.equal(patched_latent["samples"], plain_latent["samples"])
