@@ -52,8 +52,17 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     patched.set_model_sampler_pre_cfg_function(note_cfg)
     patched.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, sampler_sample)
     patched.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise)
+    run_first(patched, WrappersMP.PREDICT_NOISE, WRAPPER_KEY)
     patched.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch)
     return patched
+
+
+def run_first(patched, kind: str, key: str) -> None:
+    """Make the clone's wrapper `key` the outermost of its kind (ComfyUI runs them in the order of
+    their keys): a cache wrapper placed before Record (LazyCache) answers some evaluations without
+    calling the ones inside it, and the step clock must still count every evaluation."""
+    ours = patched.wrappers[kind]  # the clone's own copy (ModelPatcher.clone copies it)
+    patched.wrappers[kind] = {key: ours[key], **{name: value for name, value in ours.items() if name != key}}
 
 
 def attach_recording(patched, recording: AttentionRecording, layers: str) -> None:

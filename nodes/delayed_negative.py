@@ -72,7 +72,7 @@ class DelayedNegativeKSampler(io.ComfyNode):
                 negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None,
                 guidance_schedule=None, auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model)
+                                         early_conditioning, guidance_schedule, model, negative)
         return latent_and_start(delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             denoise=denoise, guidance=guidance_schedule, auto=auto_start))
@@ -114,7 +114,7 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
                 timing_unit, before_negative, clip=None, early_conditioning=None, guidance_schedule=None,
                 auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model)
+                                         early_conditioning, guidance_schedule, model, negative)
         return latent_and_start(delayed_negative_ksampler(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             add_noise=add_noise == "enable", start_at_step=start_at_step, end_at_step=end_at_step,
@@ -150,7 +150,7 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
     def execute(cls, model, positive, negative, cfg, negative_start, negative_end, timing_unit, before_negative,
                 clip=None, early_conditioning=None, guidance_schedule=None, auto_start=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model)
+                                         early_conditioning, guidance_schedule, model, negative)
         guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule, auto=auto_start)
         guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)

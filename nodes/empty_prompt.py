@@ -15,3 +15,25 @@ def empty_prompt(clip):
     if clip not in _encoded:
         _encoded[clip] = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     return _encoded[clip]
+
+
+# What a conditioning entry holds that comes from its text, not from the nodes after the encoder.
+TIMING_KEYS = ("timestep_start", "timestep_end")
+
+
+def empty_in_place_of(negative, empty):
+    """The empty prompt with everything the nodes after the negative's encoder added to it (a
+    ControlNet, hooks, a mask or area, strength), one entry per entry of the negative.
+
+    A stock two-pass workflow sends the empty prompt through the same Apply ControlNet or
+    conditioning nodes as the negative (they take the positive and the negative together), so
+    that is the reference: only the text, and what the encoder made of it, is the empty prompt's.
+    The negative's own timestep range stays with the negative (it bounds where the negative acts,
+    not where the empty prompt does). Nothing is changed in place.
+    """
+    text, encoded = empty[0][0], empty[0][1]
+    entries = []
+    for _tensor, options in negative:
+        carried = {key: value for key, value in options.items() if key not in encoded and key not in TIMING_KEYS}
+        entries.append([text, {**carried, **encoded}])
+    return entries

@@ -6,7 +6,7 @@ from ..samplers.auto_start import AUTO
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.guidance_schedule import GuidanceSchedule
 from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
-from .empty_prompt import empty_prompt
+from .empty_prompt import empty_in_place_of, empty_prompt
 
 CATEGORY = "sampling/delayed negative"
 
@@ -51,7 +51,7 @@ def before_negative_inputs() -> list:
 
 
 def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning,
-                      schedule: GuidanceSchedule | None = None, model=None):
+                      schedule: GuidanceSchedule | None = None, model=None, negative=None):
     """Check the shared inputs; returns (when the negative acts, the conditioning used outside it).
 
     With a guidance schedule whose cfg is not the sampler's own, the schedule's cfg values are
@@ -66,14 +66,16 @@ def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_neg
                          f"the last step once it starts: set negative_end to {NEVER:g}, or pick the start yourself "
                          "in another unit.")
     ramp = schedule.ramp_steps > 0
-    return when, before_negative_conditioning(before_negative, clip, early_conditioning, when, ramp)
+    return when, before_negative_conditioning(before_negative, clip, early_conditioning, when, ramp, negative)
 
 
 def before_negative_conditioning(before_negative: str, clip, early_conditioning, timing: NegativeTiming,
-                                 ramp: bool = False):
+                                 ramp: bool = False, negative=None):
     """The conditioning for the unconditional branch outside the negative's window (None: no guidance).
 
-    A negative ramp blends from it, so it is needed even when the negative starts at step 0.
+    A negative ramp blends from it, so it is needed even when the negative starts at step 0. The
+    empty prompt keeps what the nodes after the negative's encoder added (its ControlNet, hooks,
+    mask): see empty_prompt.empty_in_place_of.
     """
     negative_throughout = timing.start == 0 and timing.end == NEVER and timing.unit in ("step", "fraction of steps") \
         and not ramp
@@ -87,7 +89,7 @@ def before_negative_conditioning(before_negative: str, clip, early_conditioning,
     if clip is None:
         raise ValueError("before_negative is 'empty prompt', which needs the text encoder: connect the CLIP "
                          "output of your checkpoint loader to 'clip'. Or pick 'no guidance'.")
-    return empty_prompt(clip)
+    return empty_prompt(clip) if negative is None else empty_in_place_of(negative, empty_prompt(clip))
 
 
 def check_cfg(cfg: float, model=None) -> None:

@@ -69,7 +69,7 @@ class DelayedNegativeSweep(io.ComfyNode):
         # The shared checks, and the early conditioning built once for every start that needs it
         # (as for any start after step 0; a start of 0 leaves it unused).
         _, early = guidance_settings(cfg, 1.0, NEVER, "step", before_negative, clip, early_conditioning,
-                                     guidance_schedule, model)
+                                     guidance_schedule, model, negative)
         result = sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, chosen,
                        timing_unit, early, denoise, guidance_schedule, auto_start)
         out = latent_image.copy()

@@ -60,6 +60,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         self.window = None
         self.plan = None
         self.clock = None
+        self.step = None  # the step of the evaluation under way (outer_predict_noise)
 
     def set_conds(self, positive, negative, before_negative=None):
         conds = {"positive": positive, "negative": negative}
@@ -106,8 +107,15 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
             return self.conds.get("negative")
         return self.conds.get(EARLY)
 
+    def outer_predict_noise(self, x, timestep, model_options={}, seed=None):
+        # Every evaluation the sampler asks for is counted here, outside the PREDICT_NOISE wrappers:
+        # a cache among them (LazyCache) may answer one without calling predict_noise, and a clock
+        # that missed it would put the next evaluations in the wrong steps.
+        self.step = self.clock.step_of(float(timestep[0]))
+        return super().outer_predict_noise(x, timestep, model_options, seed)
+
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        step = self.clock.step_of(float(timestep[0]))
+        step = self.step
         if self.finder is not None:
             self.follow_watch(step)
         if self.shared is None:

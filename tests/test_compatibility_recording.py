@@ -27,6 +27,7 @@ from test_auto_start import toy  # noqa: F401 (the toy model fixture)
 from test_attention_recording import (COLUMNS, STEPS, brute_force, capture_queries_and_keys, embeddings, run,
                                       single_resolution_sd15)
 
+pytestmark = pytest.mark.model  # each test samples a model built in the test
 HAS_ATTENTION_BACKEND = hasattr(nodes_model_advanced, "ModelAttentionBackend")
 
 

@@ -26,6 +26,7 @@ try:
 except ImportError:  # ComfyUI 0.3.75 has no EasyCache
     nodes_easycache = None
 
+pytestmark = pytest.mark.model  # each test samples a model built in the test
 SKIPPED = (2, 3)
 
 
@@ -144,3 +145,34 @@ def test_comfyui_easycache_skipped_steps_are_the_not_evaluated_ones():
     assert skipped, "EasyCache skipped nothing: the cell proves nothing"
     assert recording.snapshot().steps_not_evaluated() == skipped
     assert torch.equal(latent, stock_run(easycache(model), prompts, 12))
+
+
+def lazycache(model):
+    return nodes_easycache.LazyCacheNode.execute(model, 0.5, 0.0, 1.0, False).result[0]
+
+
+@pytest.mark.skipif(nodes_easycache is None, reason="LazyCache is not in this ComfyUI")
+@pytest.mark.parametrize("order", ["LazyCache before Record", "LazyCache after Record"])
+def test_lazycache_skipped_steps_are_not_evaluated_and_the_clock_keeps_count(order, caplog):
+    """LazyCache answers whole evaluations from its PREDICT_NOISE wrapper; placed before Record, its
+    wrapper would run outside the recorder's and hide them from the step clock, which would then
+    lose count (and tell the user, wrongly, that euler adapts its steps)."""
+    import logging
+
+    model, prompts = single_resolution_sd15(), embeddings()
+    recording = AttentionRecording(COLUMNS, prompts["empty"])
+    steps_ran = []
+    first_block = model.get_model_object("diffusion_model").input_blocks[0][0]
+    handle = first_block.register_forward_hook(lambda *_: steps_ran.append(recording.step))
+    stacked = record_attention(lazycache(model), recording) if order == "LazyCache before Record" \
+        else lazycache(record_attention(model, recording))
+    try:
+        with caplog.at_level(logging.WARNING, logger="delayed_negative"):
+            latent = stock_run(stacked, prompts, 12)
+    finally:
+        handle.remove()
+    skipped = sorted(set(range(12)) - set(steps_ran))
+    assert skipped, "LazyCache skipped nothing: the cell proves nothing"
+    assert recording.snapshot().steps_not_evaluated() == skipped
+    assert not [record for record in caplog.records if record.name == "delayed_negative"]
+    assert torch.equal(latent, stock_run(lazycache(model), prompts, 12))
