@@ -4,6 +4,8 @@
 # on the pinned ComfyUI (0.3.75). `make test-current` runs the same suite on the current
 # release (0.33.0) in its own environment, from the source tree in ../shared/hosts/ (a
 # project CI host: users never need it).
+# `make test-fast` runs the fast tier alone (pytest -m fast: no generated checkpoint, server,
+# browser or sampled model; markers set from the fixtures in tests/conftest.py) in about a minute.
 # Everything generated lives in git-ignored folders of this checkout and is reused.
 
 PYTHON ?= python3
@@ -18,7 +20,7 @@ CURRENT_TARBALL ?= ../shared/hosts/comfyui-0.33.0.tar.gz
 CURRENT_HOME := .hosts/comfyui-0.33.0
 CURRENT_VENV := .venv-0.33
 
-.PHONY: setup run test bench setup-current test-current train study mutation
+.PHONY: setup run test test-fast bench setup-current test-current train study mutation
 
 $(VENV)/.installed: tests/requirements.txt tests/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +60,11 @@ run: setup
 test: setup $(VENV)/.chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+# The fast tier needs no generated checkpoint and no browser: only .venv and the pinned ComfyUI.
+test-fast: $(VENV)/.installed
+	@$(PY) devtools/comfyui_home.py >/dev/null
+	$(PY) -m pytest tests -m fast $(PYTEST_ARGS)
+
 $(CURRENT_HOME)/main.py: $(CURRENT_TARBALL)
 	rm -rf $(CURRENT_HOME) .hosts/ComfyUI && mkdir -p .hosts
 	tar xzf $(CURRENT_TARBALL) -C .hosts && mv .hosts/ComfyUI $(CURRENT_HOME)
@@ -77,7 +84,7 @@ test-current: setup-current $(VENV)/.chromium
 bench: setup
 	$(PY) devtools/bench.py
 
-# Mutation testing (mutmut) over samplers/, attention/, render/ and nodes/ with the fast tests, on
+# Mutation testing (mutmut) over samplers/, attention/, render/ and nodes/ with the fast tests (-m fast), on
 # a copy of the last commit in .mutation/ (the checkout is not touched): devtools/mutation.py,
 # figures in docs/mutation.md. Hours for everything on 2 cores; MUTANTS narrows it, e.g.
 # make mutation MUTANTS="samplers.negative_window* attention.recording*"

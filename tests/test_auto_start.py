@@ -34,16 +34,14 @@ from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from delayed_negative.samplers.negative_window import fraction_to_step
 from instrumented import instrument
 from tiny_dit_models import tiny_sd3
-from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
+from toy_model.experiments import load_toy_checkpoint
 
 SEED, STEPS, CFG = 5, 12, 5.0
 SAMPLERS = ["euler", "heun", "dpm_2_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lms", "res_multistep"]
 
 
 @pytest.fixture(scope="module")
-def toy():
-    if not TOY_CHECKPOINT.is_file():
-        pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
+def toy(toy_checkpoint_file):
     model, clip, vae = load_toy_checkpoint()
     return {"model": model, "clip": clip, "vae": vae,
             "positive": stock.encode(clip, "portrait photo of a man with glasses"),

@@ -39,7 +39,7 @@ def sd1():
 
 
 @pytest.fixture(scope="module")
-def sdxl():
+def sdxl_tokenizer():
     return sdxl_clip.SDXLTokenizer()
 
 
@@ -172,9 +172,9 @@ def test_a_word_in_a_long_piece_can_be_cut_by_the_chunk_edge(sd1):
     " ".join(["red"] * 80) + " dragon",
     "",
 ])
-def test_sdxl_gives_the_same_columns_as_sd1(sd1, sdxl, prompt):
+def test_sdxl_gives_the_same_columns_as_sd1(sd1, sdxl_tokenizer, prompt):
     sd1_tokens = sd1.tokenize_with_weights(prompt, return_word_ids=True)
-    sdxl_tokens = sdxl.tokenize_with_weights(prompt, return_word_ids=True)
+    sdxl_tokens = sdxl_tokenizer.tokenize_with_weights(prompt, return_word_ids=True)
     assert [[w for _t, _x, w in chunk] for chunk in sdxl_tokens["g"]] == \
         [[w for _t, _x, w in chunk] for chunk in sdxl_tokens["l"]]
     assert prompt_words(sdxl_tokens, prompt) == prompt_words(sd1_tokens, prompt)

@@ -48,10 +48,8 @@ def files_in(folder) -> dict:
 
 
 @pytest.fixture
-def comfyui(tmp_path):
+def comfyui(tmp_path, toy_checkpoint_file):
     """A stand-in for a ComfyUI that is not ours: its folders, no checkpoint."""
-    if not TOY_CHECKPOINT.is_file():
-        pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
     root = tmp_path / "ComfyUI"
     (root / "models" / "checkpoints").mkdir(parents=True)
     (root / "custom_nodes").mkdir()

@@ -16,7 +16,6 @@ from toy_model.captions import all_captions, caption_for
 from toy_model.detect import dark_pixels_in_glasses_region, find_face
 from toy_model.experiments import (
     GLASSES_PIXELS,
-    TOY_CHECKPOINT,
     Run,
     compare,
     has_glasses,
@@ -32,11 +31,9 @@ import nodes
 
 
 @pytest.fixture(scope="module")
-def toy():
+def toy(toy_checkpoint_file):
     """(model, clip, vae) of the toy checkpoint; sampled on one thread, the fastest for its tiny
     batches on a busy machine (two threads oversubscribe the cores others' tests use)."""
-    if not TOY_CHECKPOINT.is_file():
-        pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield load_toy_checkpoint()
