@@ -11,6 +11,12 @@ override, else ComfyUI's own function: the image stays bit-identical, the other 
 working, in either order) and shows the call's queries and keys to the observer, with the
 evaluation's token layout (dit_layout.py). Calls that are not the image attending to the text
 (image self-attention, a Wan image-prompt call) are left alone.
+
+A limit no override can lift: after 0.33 a layer may carry its own attention module (newer
+models' blocks do; a checkpoint's metadata can give it e.g. int8 attention). ComfyUI runs an
+installed override instead of it and does not hand the module to the override, so on such a
+layer the recorded run uses ComfyUI's own function, as with ModelAttentionBackend (see
+tests/test_upstream_changes.py).
 """
 
 from comfy.patcher_extension import WrappersMP
@@ -63,12 +69,31 @@ def observe_dit_attention(patched, observe, key: str) -> None:
 def observing_override(observe, layout: TokenLayout, previous=None):
     """An attention override returning what `previous` (another node's override, e.g. ComfyUI's
     ModelAttentionBackend) or ComfyUI's own function returns, and showing the image-to-text calls
-    to `observe` on the side."""
-    def override(func, *args, **kwargs):
-        out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
+    to `observe` on the side. Keyword arguments (a `preferred_attention` a host leaves in them
+    included) go on untouched.
+
+    Where q, k and v come wrapped in AttentionTensorContainers (0.33's MiniMax, every layer after
+    0.33), ComfyUI unwraps them before it calls an override, unless the override has a
+    `container_function`: `previous` keeps the container path it has (ModelAttentionBackend
+    forwards the one of a backend that frees q, k and v as it reads them), and the recorder does
+    not add one where `previous` has none.
+    """
+    def show(args, kwargs):
         call = TextAttentionCall(args, kwargs)
         if layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
             observe(call, layout)
+
+    def override(func, *args, **kwargs):
+        out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
+        show(args, kwargs)
         return out
 
+    if hasattr(previous, "container_function"):
+        def from_containers(*args, **kwargs):
+            tensors = tuple(container.peek() for container in args[:3])  # kept: the backend takes them
+            out = previous.container_function(*args, **kwargs)
+            show(tensors + args[3:], kwargs)
+            return out
+
+        override.container_function = from_containers
     return override

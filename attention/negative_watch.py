@@ -32,6 +32,7 @@ class NegativeWatch:
         self.sums = {}
         self.counts = {}
         self.step = None
+        self.positive_uuids = set()  # the positive prompt's conds (ComfyUI's uuids), set by the guider
 
     def begin_run(self):
         self.keys, self.sums, self.counts, self.step, self.active = {}, {}, {}, None, True
@@ -51,12 +52,13 @@ class NegativeWatch:
     def add(self, q, k, heads, extra_options, to_k):
         """One cross-attention call: add the positive rows' share map (q, k as attention gets them)."""
         chunks = extra_options.get("cond_or_uncond", [])
-        if not self.active or self.step is None or 0 not in chunks or q.shape[0] % len(chunks):
+        positive = self.positive_chunk(chunks, extra_options.get("uuids") or [])
+        if not self.active or self.step is None or positive is None or q.shape[0] % len(chunks):
             return
         batch = q.shape[0] // len(chunks)
         height, width = extra_options["activations_shape"][-2:]
         latent_size = tuple(extra_options["original_shape"][-2:])
-        rows = slice(chunks.index(0) * batch, (chunks.index(0) + 1) * batch)
+        rows = slice(positive * batch, (positive + 1) * batch)
         layer = (*extra_options["block"], extra_options.get("block_index", 0))
         if layer not in self.keys:
             context = self.negative_context.to(device=k.device, dtype=k.dtype)
@@ -70,6 +72,14 @@ class NegativeWatch:
             self.counts[self.step] += 1
         else:
             self.sums[self.step], self.counts[self.step] = share, 1
+
+
+    def positive_chunk(self, chunks: list, uuids: list) -> int | None:
+        """The batch chunk of the positive prompt, by its uuid where the guider told them: another
+        node's evaluation of the unconditional cond alone (Self-Attention Guidance) is chunk 0 too."""
+        if self.positive_uuids and len(uuids) == len(chunks):
+            return next((index for index, uuid in enumerate(uuids) if uuid in self.positive_uuids), None)
+        return chunks.index(0) if 0 in chunks else None
 
 
 def negative_share(q, k_positive, k_negative, heads: int) -> torch.Tensor:

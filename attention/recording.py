@@ -38,6 +38,7 @@ class AttentionRecording:
         self.step = 0
         self.prompt_of_cond = {}
         self.tokens_of_cond = {}
+        self.positive_uuids = set()
         self.batch = 0
         self.frames = 1
         self.attention_calls = []  # per step: the attention calls to the text that reached the recording
@@ -56,7 +57,9 @@ class AttentionRecording:
     # --- called by the model wrappers -------------------------------------------------------
 
     def learn_prompts(self, guider_conds: dict):
-        """Before a run: the words of prompts that were not typed, from the conds being sampled."""
+        """Before a run: which conds are the positive prompt (by the uuid ComfyUI gives each), and
+        the words of prompts that were not typed, from the conds being sampled."""
+        self.positive_uuids = {cond.get("uuid") for cond in guider_conds.get("positive") or []} - {None}
         if self.learn_columns is not None:
             self.set_columns(self.learn_columns(guider_conds))
 
@@ -95,7 +98,9 @@ class AttentionRecording:
                 self.tokens_of_cond[cond.get("uuid")] = None if crossattn is None else crossattn.shape[1]
 
     def prompt_of(self, chunk: int, cond: dict) -> str:
-        if chunk == 0:
+        # By uuid where the guider's conds are known: another node's own evaluation of the
+        # unconditional cond alone (Self-Attention Guidance's blurred pass) puts it in chunk 0.
+        if cond.get("uuid") in self.positive_uuids or (not self.positive_uuids and chunk == 0):
             return "positive"
         crossattn = cond.get("model_conds", {}).get("c_crossattn")
         tensor = getattr(crossattn, "cond", None)

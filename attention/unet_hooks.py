@@ -10,13 +10,14 @@ it, and the maps would come back empty without a word.
 So nothing is set on the model's options: an APPLY_MODEL wrapper (add_wrapper_with_key) adds,
 at every evaluation, to a copy of the `transformer_options` ComfyUI is about to run with, a
 3-part patch on each observed layer that calls exactly the patch ComfyUI would have called (the
-other pack's, at either key form, else ComfyUI's optimized attention) and shows the call's q and
-k to the observer. The other pack's patch keeps working and the image stays bit-identical,
-whatever the order of the nodes.
+other pack's, at either key form, else the layer's own attention, see layer_attention) and shows
+the call's q and k to the observer. The other pack's patch keeps working and the image stays
+bit-identical, whatever the order of the nodes.
 """
 
+import comfy.ldm.modules.attention
 import torch
-from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.patcher_extension import WrappersMP
 
 LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
@@ -59,7 +60,9 @@ def cross_attention_layers(diffusion_model, blocks: list[tuple[str, int]]) -> li
 def observe_unet_attention(patched, blocks: list[tuple[str, int]], observe, key: str) -> None:
     """On the clone `patched`, call `observe(q, k, heads, extra_options)` at every cross-attention
     call of `blocks`, through an APPLY_MODEL wrapper named `key` (see the module docstring)."""
-    layers = cross_attention_layers(patched.get_model_object("diffusion_model"), blocks)
+    diffusion_model = patched.get_model_object("diffusion_model")
+    layers = {layer: cross_attention_module(diffusion_model, layer[:2], layer[2])
+              for layer in cross_attention_layers(diffusion_model, blocks)}
 
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                     **kwargs):
@@ -69,28 +72,47 @@ def observe_unet_attention(patched, blocks: list[tuple[str, int]], observe, key:
     patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, key, apply_model)
 
 
-def with_observing_patches(options: dict, layers, observe) -> dict:
-    """A copy of `options` whose attn2 patches on `layers` also show each call to `observe`;
-    `options` and the patch dictionaries in it are left as they were."""
+def with_observing_patches(options: dict, layers: dict, observe) -> dict:
+    """A copy of `options` whose attn2 patches on `layers` ({3-part key: the layer's attn2
+    module}) also show each call to `observe`; `options` and the patch dictionaries in it are
+    left as they were."""
     replace = options.get("patches_replace", {})
     attn2 = dict(replace.get("attn2", {}))
-    for group, number, index in layers:
+    for (group, number, index), layer in layers.items():
         previous = attn2.get((group, number, index), attn2.get((group, number)))
-        attn2[(group, number, index)] = observing_patch(observe, previous)
+        attn2[(group, number, index)] = observing_patch(observe, previous, layer)
     return {**options, "patches_replace": {**replace, "attn2": attn2}}
 
 
-def observing_patch(observe, previous=None):
-    """An attn2 patch returning what `previous` (or ComfyUI's optimized attention) returns, and
-    showing q and k to `observe` on the side."""
+def observing_patch(observe, previous=None, layer=None):
+    """An attn2 patch returning what `previous` (or the attention of `layer`, the attn2 module the
+    patch stands in for) returns, and showing q and k to `observe` on the side."""
     def patch(q, k, v, extra_options):
-        heads = extra_options["n_heads"]
         if previous is not None:
             out = previous(q, k, v, extra_options)
         else:
-            out = optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
-                                      transformer_options=extra_options)
-        observe(q, k, heads, extra_options)
+            out = layer_attention(q, k, v, extra_options, layer)
+        observe(q, k, extra_options["n_heads"], extra_options)
         return out
 
     return patch
+
+
+def layer_attention(q, k, v, extra_options: dict, layer=None):
+    """What the layer's own CrossAttention.forward computes from q, k and v.
+
+    ComfyUI's optimized attention is read at call time, as CrossAttention reads it (a pack that
+    swaps the function swaps it for the patched layers too). After 0.33 a CrossAttention holds
+    its own attention module (`comfy_attention`, whose function a checkpoint's metadata may set,
+    e.g. int8 attention), hands it over as `preferred_attention` and wraps q, k and v in
+    AttentionTensorContainers; a patch gets neither, so where the layer holds one this does the
+    same. The observer keeps its own references to q and k: a container only lets go of them.
+    """
+    keywords = {"attn_precision": extra_options.get("attn_precision"), "transformer_options": extra_options}
+    preferred = getattr(layer, "comfy_attention", None)
+    container = getattr(comfy.ldm.modules.attention, "AttentionTensorContainer", None)
+    if preferred is not None:
+        keywords["preferred_attention"] = preferred
+        if container is not None:
+            q, k, v = container(q), container(k), container(v)
+    return comfy.ldm.modules.attention.optimized_attention(q, k, v, extra_options["n_heads"], **keywords)

@@ -86,6 +86,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         else:
             self.finder = CriticalStepFinder(self.auto, full_schedule, self.first_step, self.auto_state)
             self.watch.begin_run()
+            self.watch.positive_uuids = {cond.get("uuid") for cond in self.conds.get("positive") or []} - {None}
             self.window = NegativeWindow(self.finder.start_step, len(full_schedule) - 1)
         self.plan = resolve_plan(self.guidance, self.cfg, full_schedule)
         self.clock = StepClock.learn(sampler, self, sigmas, noise, latent_image, denoise_mask, self.model_options,

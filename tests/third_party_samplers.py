@@ -5,6 +5,8 @@ custom sampler. Their loop variable `i` is the reference step (tests/instrumente
 from the call stack), so the tests hold the pack's clock to the sampler's own loop.
 """
 
+import comfy.model_patcher
+import comfy.model_sampling
 import comfy.samplers
 import torch
 
@@ -150,6 +152,45 @@ def sample_midpoint_reusing_at_step_3(model, x, sigmas, extra_args=None, callbac
     """The midpoint sampler whose step 3 makes no evaluation: step 2's evaluation is also the
     last one before step 3's report, so the reports alone would give it to step 3."""
     return sample_midpoint(model, x, sigmas, extra_args, callback, disable, reuse_at=3)
+
+
+
+@torch.no_grad()
+def sample_cfgpp_history(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """A CFG++ sampler with a multistep history, standing in for ComfyUI's `cfgpp_ud10_ab` (added
+    after 0.33): one evaluation per step, reported right after it; the unconditional prediction
+    read through a post-cfg function the sampler adds to the model options, as CFG++ samplers do;
+    each step blended with the previous step's slope; the last step to sigma 0 extrapolated from
+    the last two predictions. It reads the model's sampling through the wrapped model, as the real
+    one does, so the dry run's stand-in must answer that too."""
+    extra_args = {} if extra_args is None else extra_args
+    flow = isinstance(model.inner_model.model_patcher.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    unconditional = {}
+
+    def keep_unconditional(args):
+        unconditional["denoised"] = args["uncond_denoised"] if args["uncond"] is not None else args["cond_denoised"]
+        return args["denoised"]
+
+    options = comfy.model_patcher.set_model_options_post_cfg_function(dict(extra_args.get("model_options", {})),
+                                                                      keep_unconditional)
+    extra_args = {**extra_args, "model_options": options}
+    scale = (lambda sigma: 1 - sigma) if flow else (lambda sigma: 1)  # the signal's share of x at sigma
+    s_in = x.new_ones([x.shape[0]])
+    previous_slope = previous_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        noise = (x - scale(sigmas[i]) * unconditional["denoised"]) / sigmas[i]  # CFG++: renoise with the uncond
+        step = scale(sigmas[i + 1]) * denoised + sigmas[i + 1] * noise - x
+        slope = step / (sigmas[i + 1] - sigmas[i])
+        if previous_slope is not None:
+            step = torch.lerp(step, (1.5 * slope - 0.5 * previous_slope) * (sigmas[i + 1] - sigmas[i]), 0.25)
+        x = x + step
+        if sigmas[i + 1] == 0 and previous_denoised is not None:
+            x = denoised - sigmas[i] * (denoised - previous_denoised) / (sigmas[i] - sigmas[i - 1])
+        previous_slope, previous_denoised = slope, denoised
+    return x
 
 
 class SilentEulerSampler(comfy.samplers.Sampler):
