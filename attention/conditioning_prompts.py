@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..samplers.notice import tell_user
+from ..clock.notice import tell_user
 
 PROMPT_KEY = "delayed_negative_prompt"
 

@@ -6,7 +6,7 @@
   a DiT, an attention override that does the same at every image-to-text attention call
   (dit_hooks.py);
 - three wrappers (add_wrapper_with_key): SAMPLER_SAMPLE starts a run with the schedule and
-  learns the sampler's step pattern (samplers/step_clock.py), PREDICT_NOISE attributes each
+  learns the sampler's step pattern (clock/step_clock.py), PREDICT_NOISE attributes each
   model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds;
 - a pre-cfg function (set_model_sampler_pre_cfg_function) notes the cfg of each step, for the
   chart's guidance line; it returns the predictions unchanged.
@@ -14,7 +14,7 @@
 
 from comfy.patcher_extension import WrappersMP
 
-from ..samplers.step_clock import StepClock
+from ..clock.step_clock import StepClock
 from .dit_hooks import observe_dit_attention
 from .dit_layout import FAMILIES, family_of
 from .recording import AttentionRecording

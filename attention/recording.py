@@ -9,7 +9,7 @@ latent height, latent width], into one running sum per step. A video's items are
 
 import torch
 
-from ..samplers.step_clock import StepClock
+from ..clock.step_clock import StepClock
 from .maps import AttentionMaps, Track
 from .joint_share import text_probabilities
 from .probabilities import column_probabilities, word_sums

@@ -1,4 +1,4 @@
-"""Cost of learning a sampler's steps (samplers/dry_run.py) against the sampling it serves.
+"""Cost of learning a sampler's steps (clock/dry_run.py) against the sampling it serves.
 
 Before every run the delayed-negative guider (and the attention recorder) runs the sampler once
 over the same sigmas with a stand-in model. Its cost is the sampler's own arithmetic on the
@@ -14,7 +14,7 @@ import nodes
 import torch
 
 from bench_delayed_negative import CFG, SCHEDULER, SEED, bench_inputs
-from delayed_negative.samplers.step_clock import StepClock
+from delayed_negative.clock.step_clock import StepClock
 
 SAMPLERS = ("euler", "heun", "dpmpp_2m_sde", "uni_pc", "sa_solver_pece")
 

@@ -2,7 +2,7 @@
 logic, each run against the fast tests (`-m fast`, as `make test-fast`); a mutant the tests do not
 notice is a gap in them.
 
-mutmut (tests/requirements-tools.txt) mutates samplers/, attention/, render/ and nodes/ of the
+mutmut (tests/requirements-tools.txt) mutates clock/, samplers/, attention/, render/ and nodes/ of the
 last commit, staged in .mutation/ as a package named `delayed_negative` (the name ComfyUI and the
 tests import it under, which mutmut needs to switch its mutants on). The checkout itself is never
 touched, so other work in it goes on while this runs.
@@ -29,7 +29,7 @@ from comfyui_home import PACK_ROOT, comfyui_home
 # MUTATION_STAGE: another folder under .mutation/, for a second run beside the first.
 STAGE = PACK_ROOT / ".mutation" / os.environ.get("MUTATION_STAGE", "")
 PACKAGE = "delayed_negative"
-MUTATED = ["samplers", "attention", "render", "nodes"]
+MUTATED = ["clock", "samplers", "attention", "render", "nodes"]
 # The fast tier (`make test-fast`): tests/conftest.py marks each test by the fixtures it uses, so
 # the checkpoint (630 MB to load per mutant), server, browser and sampled-model tests stay out.
 FAST_MARKER = "fast"

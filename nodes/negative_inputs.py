@@ -3,6 +3,7 @@
 from comfy_api.latest import io
 
 from ..samplers.auto_start import AUTO
+from ..samplers.cfg_check import check_cfg
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.guidance_schedule import GuidanceSchedule
 from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
@@ -90,22 +91,3 @@ def before_negative_conditioning(before_negative: str, clip, early_conditioning,
         raise ValueError("before_negative is 'empty prompt', which needs the text encoder: connect the CLIP "
                          "output of your checkpoint loader to 'clip'. Or pick 'no guidance'.")
     return empty_prompt(clip) if negative is None else empty_in_place_of(negative, empty_prompt(clip))
-
-
-def check_cfg(cfg: float, model=None) -> None:
-    if cfg <= 1.0 and guidance_distilled(model):
-        raise ValueError(f"cfg is {cfg:g}, and this {type(model.model).__name__} model is guidance-distilled (like Flux "
-                         "dev: it takes its guidance from FluxGuidance, not cfg), so ComfyUI evaluates no "
-                         "unconditional branch and a negative prompt does nothing. Raise cfg above 1 (slower, and "
-                         "distilled models were not trained for it), or use a model made for cfg and negative "
-                         "prompts (SD3.x, Chroma, Qwen-Image, Wan).")
-    if cfg <= 1.0:
-        raise ValueError(f"cfg is {cfg:g}: at cfg 1 or below the unconditional branch has no effect, so a "
-                         "negative prompt (delayed or not) does nothing. Raise cfg above 1 (SD1.5: 5-8), or "
-                         "use the stock KSampler for models sampled without CFG.")
-
-
-def guidance_distilled(model) -> bool:
-    """Whether a MODEL embeds its guidance (Flux dev and schnell) instead of being sampled with cfg."""
-    config = getattr(getattr(model, "model", None), "model_config", None)
-    return bool(getattr(config, "unet_config", {}).get("guidance_embed", False))

@@ -4,16 +4,15 @@ Replaces a sweep workflow of several copied samplers; the runs share the steps t
 common (samplers/sweep.py). Node ids are a public contract: never rename, version instead.
 """
 
-import torch
 from comfy_api.latest import io
 
+from ..render.labelled_grid import labelled_grid
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.negative_window import NEVER, START_UNITS
 from ..samplers.sweep import parse_starts, sweep
 from .auto_start import auto_start_input
 from .delayed_negative import sampling_inputs
 from .guidance_schedule import guidance_schedule_input
-from .image_grid import labelled_grid
 from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings
 
 
@@ -72,15 +71,7 @@ class DelayedNegativeSweep(io.ComfyNode):
                                      guidance_schedule, model, negative)
         result = sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, chosen,
                        timing_unit, early, denoise, guidance_schedule, auto_start)
-        out = latent_image.copy()
-        out.pop("batch_index", None)
-        out.pop("noise_mask", None)
-        out["samples"] = torch.cat([latent["samples"] for latent in result.latents])
-        images = vae.decode(out["samples"])
-        if images.ndim == 5:  # video VAEs decode [batch, frames, H, W, 3]
-            images = images.reshape(-1, *images.shape[-3:])
-        per_start = images.shape[0] // len(chosen)
-        labels = [label for label in result.labels for _ in range(per_start)]
+        out, images, labels = result.decoded(latent_image, vae)
         grid = labelled_grid([images[index:index + 1] for index in range(images.shape[0])], labels, columns)
         return io.NodeOutput(out, images, grid)
 

@@ -7,6 +7,7 @@ IMAGE is float32 [batch, height, width, 3] in 0..1; MASK is float32 [batch, heig
 from .chart import BRANCHES, Series, strength_chart
 from .colormaps import COLORMAP_NAMES, apply_colormap
 from .grid import GridLayout, word_step_grid
+from .labelled_grid import labelled_grid
 from .mask import word_mask
 from .normalize import NORMALIZATION_MODES, normalize_maps
 from .overlay import heatmap_overlay
@@ -20,6 +21,7 @@ __all__ = [
     "Series",
     "apply_colormap",
     "heatmap_overlay",
+    "labelled_grid",
     "normalize_maps",
     "strength_chart",
     "upsample_maps",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .negative_window import fraction_to_step
-from .notice import tell_user
+from ..clock.notice import tell_user
 
 AUTO = "auto"
 MAX_RISE = 0.04  # the rise that sensitivity 0 waits for

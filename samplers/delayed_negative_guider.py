@@ -24,7 +24,7 @@ from ..attention.negative_watch import NegativeWatch, watch_negative
 from .auto_start import AUTO, AutoStart, AutoState, CriticalStepFinder
 from .guidance_schedule import GuidanceSchedule, ramp_shares, resolve_plan
 from .negative_window import NegativeTiming, NegativeWindow, resolve_window
-from .step_clock import StepClock
+from ..clock.step_clock import StepClock
 
 BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
 EARLY = "before negative"  # the guider's name for the conds used outside the window

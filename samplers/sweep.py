@@ -9,6 +9,8 @@ the steps before both their starts.
 
 from dataclasses import dataclass
 
+import torch
+
 from .auto_start import AUTO
 from .ksampler import NEGATIVE_START_KEY, delayed_negative_ksampler, full_schedule
 from .negative_window import NEVER, NegativeTiming, resolve_window
@@ -67,6 +69,19 @@ def parse_starts(text: str) -> list[SweepStart]:
 class SweepResult:
     latents: list[dict]  # one LATENT per start, in the order given
     labels: list[str]  # one caption per start ("auto" with the step it picked)
+
+    def decoded(self, latent_image: dict, vae):
+        """(one LATENT of every start's samples, their decoded IMAGE, a caption per image): a video
+        VAE's frames are laid out as images, each captioned with its start."""
+        out = latent_image.copy()
+        out.pop("batch_index", None)
+        out.pop("noise_mask", None)
+        out["samples"] = torch.cat([latent["samples"] for latent in self.latents])
+        images = vae.decode(out["samples"])
+        if images.ndim == 5:  # video VAEs decode [batch, frames, H, W, 3]
+            images = images.reshape(-1, *images.shape[-3:])
+        per_start = images.shape[0] // len(self.latents)
+        return out, images, [label for label in self.labels for _ in range(per_start)]
 
 
 def sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, starts: list[SweepStart],

@@ -15,7 +15,8 @@ from delayed_negative import render
 from delayed_negative.attention.maps import AttentionMaps, Track
 from delayed_negative.nodes.attention_maps import (AttentionChart, AttentionGrid, AttentionMask, AttentionOverlay,
                                                    negative_start, parse_steps)
-from delayed_negative.nodes.image_grid import GAP, LabeledImageGrid
+from delayed_negative.nodes.image_grid import LabeledImageGrid
+from delayed_negative.render.labelled_grid import GAP
 from delayed_negative.render.grid import ABSENT_FILL, GridLayout
 from delayed_negative.render.convert import to_uint8
 from delayed_negative.render.text import draw_text, fit_text, label_font, text_height

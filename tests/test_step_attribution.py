@@ -18,7 +18,7 @@ import torch
 from delayed_negative.samplers.delayed_negative_guider import DelayedNegativeGuider
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
-from delayed_negative.samplers.step_clock import StepClock
+from delayed_negative.clock.step_clock import StepClock
 from instrumented import instrument
 from sigma_reference import assert_same_evaluations, stock_timestep_range_log
 from tiny_models import tiny_sd15
