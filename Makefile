@@ -37,11 +37,11 @@ $(VENV)/.chromium: | $(VENV)/.installed
 	touch $@
 
 # Seeded: the same bytes every time, so only a change to the generator makes it again.
-$(CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
-	$(PY) devtools/make_checkpoint.py $@
+$(CHECKPOINT): devtools/models/tiny_models.py devtools/models/make_checkpoint.py | $(VENV)/.installed
+	$(PY) -m devtools.models.make_checkpoint $@
 
-$(SD3_CHECKPOINT): devtools/tiny_models.py devtools/make_checkpoint.py | $(VENV)/.installed
-	$(PY) devtools/make_checkpoint.py $@ sd3
+$(SD3_CHECKPOINT): devtools/models/tiny_models.py devtools/models/make_checkpoint.py | $(VENV)/.installed
+	$(PY) -m devtools.models.make_checkpoint $@ sd3
 
 # The toy portraits model (devtools/toy_model/): its trained UNet and VAE are committed; the text
 # encoder is the seeded CLIP-L of $(CHECKPOINT), checked by hash before it is combined.
@@ -49,20 +49,20 @@ TOY_CHECKPOINT := .models/checkpoints/delayed-negative-toy-portraits.safetensors
 TOY_WEIGHTS := $(addprefix devtools/toy_model/weights/,unet.safetensors taesd.safetensors text_encoder.sha256)
 
 $(TOY_CHECKPOINT): $(CHECKPOINT) $(TOY_WEIGHTS) devtools/toy_model/build.py | $(VENV)/.installed
-	$(PY) devtools/toy_model/build.py $(CHECKPOINT) $@
+	$(PY) -m devtools.toy_model.build $(CHECKPOINT) $@
 
 setup: $(VENV)/.installed $(CHECKPOINT) $(SD3_CHECKPOINT) $(TOY_CHECKPOINT)
-	@$(PY) devtools/comfyui_home.py >/dev/null
+	@$(PY) -m devtools.host.comfyui_home >/dev/null
 
 run: setup
-	$(PY) devtools/comfyui_server.py
+	$(PY) -m devtools.host.comfyui_server
 
 test: setup $(VENV)/.chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The fast tier needs no generated checkpoint and no browser: only .venv and the pinned ComfyUI.
 test-fast: $(VENV)/.installed
-	@$(PY) devtools/comfyui_home.py >/dev/null
+	@$(PY) -m devtools.host.comfyui_home >/dev/null
 	$(PY) -m pytest tests -m fast $(PYTEST_ARGS)
 
 $(CURRENT_HOME)/main.py: $(CURRENT_TARBALL)
@@ -82,24 +82,24 @@ test-current: setup-current $(VENV)/.chromium
 	COMFYUI_PATH=$(CURDIR)/$(CURRENT_HOME) $(CURRENT_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) devtools/bench.py
+	$(PY) -m devtools.bench.bench
 
 # Mutation testing (mutmut) over samplers/, attention/, render/ and nodes/ with the fast tests (-m fast), on
 # a copy of the last commit in .mutation/ (the checkout is not touched): devtools/mutation.py,
 # figures in docs/mutation.md. Hours for everything on 2 cores; MUTANTS narrows it, e.g.
 # make mutation MUTANTS="samplers.negative_window* attention.recording*"
 mutation: setup
-	nice $(PY) devtools/mutation.py $(MUTANTS)
+	nice $(PY) -m devtools.mutation $(MUTANTS)
 
 # Retrain the toy model's weights (CPU, one thread, niced; UNet 34 min + VAE decoder 13 min on 2 busy cores).
 train: $(VENV)/.installed $(CHECKPOINT)
 	mkdir -p .cache/toy_model
-	nice -n 10 $(PY) devtools/toy_model/train_unet.py --log .cache/toy_model/train_unet.log
-	nice -n 10 $(PY) devtools/toy_model/train_vae.py --log .cache/toy_model/train_vae.log
+	nice -n 10 $(PY) -m devtools.toy_model.train_unet --log .cache/toy_model/train_unet.log
+	nice -n 10 $(PY) -m devtools.toy_model.train_vae --log .cache/toy_model/train_vae.log
 	@echo "trained: run 'make setup' to rebuild $(TOY_CHECKPOINT)"
 
 # Removal rate, face kept and change outside the object, by the negative's start, on the toy model.
 study: setup
-	$(PY) devtools/toy_model/study.py
-	$(PY) devtools/toy_model/auto_start_study.py
-	$(PY) devtools/toy_model/word_timing.py
+	$(PY) -m devtools.toy_model.study
+	$(PY) -m devtools.toy_model.auto_start_study
+	$(PY) -m devtools.toy_model.word_timing

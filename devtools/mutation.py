@@ -7,10 +7,10 @@ last commit, staged in .mutation/ as a package named `delayed_negative` (the nam
 tests import it under, which mutmut needs to switch its mutants on). The checkout itself is never
 touched, so other work in it goes on while this runs.
 
-    python devtools/mutation.py                          every module (long: hours on 2 cores)
-    python devtools/mutation.py 'samplers.negative_window*' 'attention.recording*'
-    python devtools/mutation.py --again NAMES...         go on in the same .mutation/ (no new copy)
-    python devtools/mutation.py --results                the last run's survivors again
+    python -m devtools.mutation                          every module (long: hours on 2 cores)
+    python -m devtools.mutation 'samplers.negative_window*' 'attention.recording*'
+    python -m devtools.mutation --again NAMES...         go on in the same .mutation/ (no new copy)
+    python -m devtools.mutation --results                the last run's survivors again
     MUTATION_STAGE=NAME (a second run beside the first), MUTATION_TESTS="tests/..." (fewer files; still -m fast),
     MUTATION_CHILDREN=N (parallel mutants, default 1)
 
@@ -22,9 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfyui_home import PACK_ROOT, comfyui_home
+from devtools.host.comfyui_home import PACK_ROOT, comfyui_home
 
 # MUTATION_STAGE: another folder under .mutation/, for a second run beside the first.
 STAGE = PACK_ROOT / ".mutation" / os.environ.get("MUTATION_STAGE", "")

@@ -9,8 +9,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from comfyui_home import comfyui_home
-from comfyui_server import server_command
+from devtools.host.comfyui_home import comfyui_home
+from devtools.host.comfyui_server import server_command
 
 
 def free_port() -> int:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
+if str(PACK_ROOT) not in sys.path:  # the checkout's devtools/ package; after ComfyUI's own modules
+    sys.path.append(str(PACK_ROOT))
+from devtools.host import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
 SD3_CHECKPOINT = CHECKPOINT.with_name("delayed-negative-test-sd3.safetensors")
@@ -48,7 +49,7 @@ def sd3_checkpoint():
 @pytest.fixture(scope="session")
 def toy_checkpoint_file():
     """The toy portraits checkpoint `make setup` builds (devtools/toy_model/)."""
-    from toy_model.experiments import TOY_CHECKPOINT
+    from devtools.toy_model.experiments import TOY_CHECKPOINT
 
     if not TOY_CHECKPOINT.is_file():
         pytest.fail(f"{TOY_CHECKPOINT} is missing: `make setup` builds it.")

@@ -8,7 +8,7 @@ stacked Setup; the attention recorder's tests can reuse the same list.
 
 Every stack is built by the stock node a user would place (called the way ComfyUI calls it),
 from files generated here (a LoRA and a ControlNet for the tiny SD1.5 UNet of
-devtools/tiny_models.py), so nothing is mocked. A stack whose node a ComfyUI release lacks
+devtools/models/tiny_models.py), so nothing is mocked. A stack whose node a ComfyUI release lacks
 says so (Stack.absent_on_this_host), for the tests to skip it with that reason.
 """
 
@@ -26,7 +26,7 @@ import folder_paths
 import nodes
 from comfy_extras import (nodes_apg, nodes_cfg, nodes_differential_diffusion, nodes_easycache, nodes_freelunch,
                           nodes_hooks, nodes_model_advanced, nodes_pag, nodes_sag)
-from tiny_models import SD15_CHECKPOINT_UNET, seeded_
+from devtools.models.tiny_models import SD15_CHECKPOINT_UNET, seeded_
 
 try:  # ComfyUI 0.33 and later
     from comfy_extras import nodes_nag

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nodes
-from tiny_models import SD15_CHECKPOINT_UNET, in_memory_model, tiny_sdxl
+from devtools.models.tiny_models import SD15_CHECKPOINT_UNET, in_memory_model, tiny_sdxl
 
 import stock
 from delayed_negative.attention.maps import AttentionMaps

@@ -14,7 +14,7 @@ sums the word's columns, averages the heads, reshapes each layer's pixels to its
 model calls of each step (the step taken from the sampler's own loop counter).
 
 The SDXL architecture cannot go through the checkpoint loader at a reduced size (see
-devtools/tiny_models.py): it is built in memory, with random conditioning tensors and
+devtools/models/tiny_models.py): it is built in memory, with random conditioning tensors and
 hand-written columns, and checked against the same reference.
 """
 
@@ -30,7 +30,7 @@ from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler, full_schedule
 from delayed_negative.samplers.negative_window import NegativeTiming
 from instrumented import instrument
-from tiny_models import tiny_sdxl
+from devtools.models.tiny_models import tiny_sdxl
 
 BLOCK_GROUPS = {"all": ("input", "middle", "output"), "input blocks": ("input",), "middle block": ("middle",),
                 "output blocks": ("output",)}

@@ -33,8 +33,8 @@ from delayed_negative.samplers.auto_start import AutoStart, CriticalStepFinder, 
 from delayed_negative.samplers.ksampler import AUTO_STATE_KEY
 from delayed_negative.samplers.negative_window import fraction_to_step
 from instrumented import instrument
-from tiny_dit_models import tiny_sd3
-from toy_model.experiments import load_toy_checkpoint
+from devtools.models.tiny_dit_models import tiny_sd3
+from devtools.toy_model.experiments import load_toy_checkpoint
 
 SEED, STEPS, CFG = 5, 12, 5.0
 SAMPLERS = ["euler", "heun", "dpm_2_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "uni_pc", "lms", "res_multistep"]

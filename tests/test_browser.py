@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import browser as ui
-from workflow_api import TOY_CHECKPOINT, on_generated_checkpoints, scale_down
+from devtools.host.workflow_api import TOY_CHECKPOINT, on_generated_checkpoints, scale_down
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))

@@ -21,11 +21,11 @@ import browser as ui
 from delayed_negative.nodes.attention_viewer import UI_KEY
 from delayed_negative.render import normalize_maps
 from delayed_negative.render.viewer_payload import decode_maps
-from example_workflows import Graph
+from devtools.examples.example_workflows import Graph
 from test_browser import SCREENSHOTS, TOY_CHECKPOINT_NAME, chromium  # noqa: F401 (a fixture)
 
 PROMPT, NEGATIVE = "portrait photo of a man with glasses", "glasses"
-STEPS, NEGATIVE_START, BATCH = 12, 3, 2  # the README pictures' run (devtools/readme_pictures.py), 2 images
+STEPS, NEGATIVE_START, BATCH = 12, 3, 2  # the README pictures' run (devtools/examples/readme_pictures.py), 2 images
 RUN_TIMEOUT = 300.0
 COLOUR_TOLERANCE = 6  # a colormap entry or two apart: the byte quantisation and float rounding
 VIEWER = ".dn-attention-viewer"

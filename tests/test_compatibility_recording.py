@@ -16,7 +16,7 @@ import torch
 import stock
 from comfy.ldm.modules.attention import optimized_attention
 from comfy_extras import nodes_model_advanced
-from tiny_dit_models import FAMILIES
+from devtools.models.tiny_dit_models import FAMILIES
 
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
@@ -24,7 +24,7 @@ from delayed_negative.attention.unet_hooks import cross_attention_blocks
 from delayed_negative.nodes.attention_maps import CollectAttentionMaps, RecordAttentionMaps
 from instrumented import instrument
 from test_auto_start import toy  # noqa: F401 (the toy model fixture)
-from test_attention_recording import (COLUMNS, STEPS, brute_force, capture_queries_and_keys, embeddings, run,
+from test_attention_recording import (COLUMNS, brute_force, capture_queries_and_keys, embeddings, run,
                                       single_resolution_sd15)
 
 pytestmark = pytest.mark.model  # each test samples a model built in the test

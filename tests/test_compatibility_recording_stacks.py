@@ -22,7 +22,6 @@ from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from instrumented import sampler_loop_step
 from attention_hooks import at_latent_size, word_probability
-from model_stacks import STACKS
 from test_compatibility_sampling import (CFG, SEED, START, STEPS, assets, at_start, base, before_negative,  # noqa: F401
                                          built, cells, delayed, one_thread, prompts, sd15)
 

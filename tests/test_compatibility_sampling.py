@@ -33,7 +33,7 @@ import torch
 import comfyui_version
 import nodes
 from comfy_extras import nodes_custom_sampler as custom, nodes_easycache
-from tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15
 
 import model_stacks
 import stock

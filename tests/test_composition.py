@@ -13,7 +13,7 @@ import comfy.model_management
 import comfy.utils
 import nodes
 from comfy_extras import nodes_apg, nodes_cfg, nodes_custom_sampler as custom, nodes_model_advanced, nodes_pag
-from tiny_models import tiny_sd15, tiny_sdxl
+from devtools.models.tiny_models import tiny_sd15, tiny_sdxl
 
 import stock
 from delayed_negative.nodes.delayed_negative import (DelayedNegativeGuiderNode, DelayedNegativeKSampler,

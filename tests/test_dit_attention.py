@@ -1,5 +1,5 @@
 """Attention maps on the DiT families: SD3.x (MMDiT), Flux with CFG, Qwen-Image and Wan 2.1 video,
-each a small in-memory model of ComfyUI's own classes (devtools/tiny_dit_models.py), sampled by
+each a small in-memory model of ComfyUI's own classes (devtools/models/tiny_dit_models.py), sampled by
 KSampler (Delayed Negative) with the recording on the model.
 
 The reference takes every attention call's queries and keys from its own attention override
@@ -23,7 +23,7 @@ from delayed_negative.attention.joint_share import text_probabilities
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2, tiny_sd3
+from devtools.models.tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2, tiny_sd3
 
 SEED, STEPS, CFG, START = 11, 4, 4.0, 2
 COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],

@@ -1,6 +1,6 @@
 """The delayed negative on the DiT families people sample today: SD3.x, Flux architecture with
 real CFG, Qwen-Image and Wan 2.1 video, each a small in-memory model of ComfyUI's own classes
-(devtools/tiny_dit_models.py) with its own flow-matching model sampling and latent format.
+(devtools/models/tiny_dit_models.py) with its own flow-matching model sampling and latent format.
 
 The references are ComfyUI's stock KSampler, KSampler Advanced and SamplerCustomAdvanced with
 the stock CFGGuider path; the step of each evaluation comes from the sampler's own loop
@@ -15,7 +15,7 @@ from comfy_extras import nodes_custom_sampler as custom
 import stock
 from delayed_negative.nodes.delayed_negative import DelayedNegativeGuiderNode, DelayedNegativeKSampler
 from instrumented import instrument
-from tiny_dit_models import FAMILIES, tiny_flux
+from devtools.models.tiny_dit_models import FAMILIES, tiny_flux
 
 SEED, STEPS, CFG, START = 7, 6, 4.0, 2
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from workflow_api import (STANDARD_CHECKPOINTS, TOY_CHECKPOINT, VIRTUAL_NODES, on_generated_checkpoints, scale_down,
+from devtools.host.workflow_api import (STANDARD_CHECKPOINTS, TOY_CHECKPOINT, VIRTUAL_NODES, on_generated_checkpoints, scale_down,
                           to_api_prompt)
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def test_there_are_the_five_examples():
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
 def test_example_has_a_thumbnail(path):
     thumbnail = path.with_suffix(".jpg")
-    assert thumbnail.is_file(), f"{thumbnail.name} is missing: run devtools/example_thumbnails.py"
+    assert thumbnail.is_file(), f"{thumbnail.name} is missing: run python -m devtools.examples.example_thumbnails"
     with Image.open(thumbnail) as picture:
         assert picture.format == "JPEG" and picture.width >= 128
 

@@ -16,7 +16,7 @@ from delayed_negative.samplers.guidance_schedule import GuidanceSchedule
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler
 from delayed_negative.samplers.negative_window import NegativeTiming
 from instrumented import instrument, sampler_loop_step
-from tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15
 
 STEPS, START = 8, 3
 SAMPLERS = [name for name in comfy.samplers.KSampler.SAMPLERS if name not in ("dpm_fast", "dpm_adaptive")]

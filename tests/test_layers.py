@@ -39,5 +39,6 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
 
 
 def test_every_package_of_the_pack_has_its_place():
-    packages = {path.parent.name for path in PACK_ROOT.glob("*/__init__.py")}
+    # devtools/ is the project's own tooling (set-up, generated models, benchmarks): ComfyUI never loads it.
+    packages = {path.parent.name for path in PACK_ROOT.glob("*/__init__.py")} - {"devtools"}
     assert packages == set(ALLOWED), "a new package needs its place in ALLOWED (and docs/architecture.md)"

@@ -10,7 +10,7 @@ from packaging.specifiers import SpecifierSet
 from PIL import Image
 
 import comfyui_version
-from comfyui_home import COMFYUI_VERSION
+from devtools.host.comfyui_home import COMFYUI_VERSION
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())

@@ -1,7 +1,7 @@
 """What `make run` lists in Load Checkpoint: the toy portraits model, first when the ComfyUI has no
 checkpoint of its own, beside the user's own otherwise, and nothing written into that ComfyUI.
 
-The extra-model-paths file devtools/comfyui_server.py writes is read by ComfyUI's own loader
+The extra-model-paths file devtools/host/comfyui_server.py writes is read by ComfyUI's own loader
 (utils/extra_config.py) into its own folder_paths, on a stand-in ComfyUI folder.
 """
 
@@ -10,8 +10,8 @@ import importlib.util
 
 import folder_paths
 import pytest
-from comfyui_home import comfyui_home
-from comfyui_server import TOY_CHECKPOINT, write_paths_config
+from devtools.host.comfyui_home import comfyui_home
+from devtools.host.comfyui_server import TOY_CHECKPOINT, write_paths_config
 
 TEST_CHECKPOINT = "delayed-negative-test-sd15.safetensors"
 

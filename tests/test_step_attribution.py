@@ -21,7 +21,7 @@ from delayed_negative.samplers.negative_window import NegativeTiming
 from delayed_negative.clock.step_clock import StepClock
 from instrumented import instrument
 from sigma_reference import assert_same_evaluations, stock_timestep_range_log
-from tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15
 
 STEPS = 8
 START = 3

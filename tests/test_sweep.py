@@ -15,7 +15,7 @@ from delayed_negative.samplers.ksampler import full_schedule
 from delayed_negative.samplers.shared_prefix import SharedPrefix
 from delayed_negative.samplers.sweep import auto_label, parse_starts
 from instrumented import instrument
-from tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15
 
 SEED, STEPS, CFG = 42, 8, 6.5
 STARTS = "0, 2, 5, never"

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from comfy_extras import nodes_custom_sampler as custom
-from tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15
 
 import stock
 from delayed_negative.nodes.delayed_negative import DelayedNegativeGuiderNode, DelayedNegativeKSampler

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from toy_model import build
-from toy_model.captions import all_captions, caption_for
-from toy_model.detect import dark_pixels_in_glasses_region, find_face
-from toy_model.experiments import (
+from devtools.toy_model import build
+from devtools.toy_model.captions import all_captions, caption_for
+from devtools.toy_model.detect import dark_pixels_in_glasses_region, find_face
+from devtools.toy_model.experiments import (
     GLASSES_PIXELS,
     Run,
     compare,
@@ -22,10 +22,10 @@ from toy_model.experiments import (
     load_toy_checkpoint,
     sample,
 )
-from toy_model.int8_weights import dequantise, quantise
-from toy_model.portraits import Portrait, draw, random_portrait
-from toy_model.taesd_vae import unet_latents
-from toy_model.training_data import draw_images, latent_statistics
+from devtools.toy_model.int8_weights import dequantise, quantise
+from devtools.toy_model.portraits import Portrait, draw, random_portrait
+from devtools.toy_model.taesd_vae import unet_latents
+from devtools.toy_model.training_data import draw_images, latent_statistics
 
 import nodes
 

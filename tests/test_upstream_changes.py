@@ -65,7 +65,7 @@ from delayed_negative.samplers.ksampler import delayed_negative_ksampler
 from delayed_negative.samplers.negative_window import NegativeTiming
 from instrumented import instrument
 from sigma_reference import assert_same_evaluations, stock_timestep_range_log
-from tiny_dit_models import FAMILIES
+from devtools.models.tiny_dit_models import FAMILIES
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 CONTAINER = getattr(ldm_attention, "AttentionTensorContainer", None)

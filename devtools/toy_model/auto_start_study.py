@@ -1,6 +1,6 @@
 """`make study` (part 2): the automatic start against fixed starts, on the toy model.
 
-    .venv/bin/python devtools/toy_model/auto_start_study.py [--seeds 100-131] [--steps 12]
+    .venv/bin/python -m devtools.toy_model.auto_start_study [--seeds 100-131] [--steps 12]
 
 For each probe (the object "glasses", the attribute "red" of a red hat), every seed is sampled
 alone (batch 1) by one KSampler Sweep (Delayed Negative) with the starts "auto, 0, 1, ..., steps-1,
@@ -15,19 +15,15 @@ images (seeds 0 and 1, batch 16); these seeds are held out.
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import comfy_env
+from devtools.host import comfy_env
 
 # isort: split
 import numpy as np
 import torch
 
-from toy_model.experiments import compare, load_toy_checkpoint
-from toy_model.study import PROBES
+from devtools.toy_model.experiments import compare, load_toy_checkpoint
+from devtools.toy_model.study import PROBES
 
 PROBE_NAMES = ("glasses (object)", "red, of a red hat (attribute)")
 GOOD_ENOUGH = 0.9  # the best fixed start removes at least this share of what the stock start removes

@@ -1,8 +1,8 @@
 """Write the toy portraits checkpoint: committed UNet and VAE weights + the seeded CLIP-L.
 
-    python devtools/toy_model/build.py BASE.safetensors OUTPUT.safetensors
+    python -m devtools.toy_model.build BASE.safetensors OUTPUT.safetensors
 
-BASE is the generated test checkpoint (devtools/make_checkpoint.py); only its text encoder is
+BASE is the generated test checkpoint (devtools/models/make_checkpoint.py); only its text encoder is
 used, after checking that its tensors hash to what the UNet was trained with
 (devtools/toy_model/weights/text_encoder.sha256). The output loads through the stock
 CheckpointLoaderSimple: an SD1.5-architecture UNet, CLIP-L, and a TAESD VAE.
@@ -16,11 +16,9 @@ import safetensors
 import safetensors.torch
 import torch
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from toy_model.int8_weights import dequantise
-from toy_model.text_encoder import FINGERPRINT_FILE, TEXT_ENCODER_PREFIX, fingerprint
+from devtools.toy_model.int8_weights import dequantise
+from devtools.toy_model.text_encoder import FINGERPRINT_FILE, TEXT_ENCODER_PREFIX, fingerprint
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -32,7 +30,7 @@ def toy_checkpoint(base: Path) -> dict:
     if found != expected:
         sys.exit(f"The text encoder in {base} is not the one the toy model was trained with "
                  f"(sha256 {found[:16]}…, trained with {expected[:16]}…). It comes from "
-                 "devtools/make_checkpoint.py and devtools/tiny_models.py: if those changed, restore "
+                 "devtools/models/make_checkpoint.py and devtools/models/tiny_models.py: if those changed, restore "
                  "them or retrain with `make train`.")
     for needed in ("unet.safetensors", "taesd.safetensors"):
         if not (WEIGHTS / needed).is_file():

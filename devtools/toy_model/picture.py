@@ -1,23 +1,20 @@
 """The README's picture of the toy model: the same 8 seeds with the negative "glasses" from several steps.
 
-    .venv/bin/python devtools/toy_model/picture.py docs/toy_model_glasses.png
+    .venv/bin/python -m devtools.toy_model.picture docs/toy_model_glasses.png
 
 Rows: no negative, then the negative from step 0 (the stock KSampler), 2, 4 and 6 of 12
 (the pack's DelayedNegativeKSampler, empty prompt before). Seed 0, batch 8, euler, cfg 5.
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import comfy_env
+from devtools.host import comfy_env
 
 # isort: split
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from toy_model.experiments import Run, load_toy_checkpoint, sample
+from devtools.toy_model.experiments import Run, load_toy_checkpoint, sample
 
 PROMPT = "portrait photo of a man with glasses"
 ROWS = (("no negative", None, ""), ("from step 0", None, "glasses"), ("from step 2", 2, "glasses"),

@@ -1,6 +1,6 @@
 """`make study`: when does a negative prompt remove an object and keep the image, on the toy model?
 
-    .venv/bin/python devtools/toy_model/study.py [--seeds 0,1] [--batch 16] [--steps 12]
+    .venv/bin/python -m devtools.toy_model.study [--seeds 0,1] [--batch 16] [--steps 12]
 
 For each probe (two objects, glasses and mustache, and one attribute, the red of a red hat) it
 samples the same seeds with the negative from step 0 (the stock KSampler), from 1/6, 1/3 and
@@ -14,21 +14,17 @@ model that has learnt something, not what Stable Diffusion 1.5 does.
 """
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import comfy_env
+from devtools.host import comfy_env
 
 # isort: split
 import numpy as np
 import torch
 
-from toy_model.detect import colour_pixels, find_face
-from toy_model.experiments import Run, compare, has_glasses, load_toy_checkpoint, sample
-from toy_model.portraits import HAT_RGB, MUSTACHE
+from devtools.toy_model.detect import colour_pixels, find_face
+from devtools.toy_model.experiments import Run, compare, has_glasses, load_toy_checkpoint, sample
+from devtools.toy_model.portraits import HAT_RGB, MUSTACHE
 
 
 def has_mustache(images: np.ndarray) -> np.ndarray:

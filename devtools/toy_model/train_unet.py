@@ -1,6 +1,6 @@
 """Train the toy UNet on drawn portraits with the frozen seeded CLIP-L (CPU, one thread, seeded).
 
-    .venv/bin/python devtools/toy_model/train_unet.py [--steps N] [--log FILE]   (or `make train`)
+    .venv/bin/python -m devtools.toy_model.train_unet [--steps N] [--log FILE]   (or `make train`)
 
 Epsilon prediction on SD1.5's own noise schedule (taken from ComfyUI's model_sampling, so
 training and sampling agree), the caption vocabulary's text embeddings computed once, AdamW
@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
+from devtools.host import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
 
 # isort: split
 import comfy.model_sampling
@@ -27,12 +26,12 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from toy_model import text_encoder
-from toy_model.captions import all_captions
-from toy_model.int8_weights import quantise
-from toy_model.taesd_vae import unet_latents
-from toy_model.training_data import latent_statistics, training_batch
-from toy_model.unet import TOY_UNET, build_unet
+from devtools.toy_model import text_encoder
+from devtools.toy_model.captions import all_captions
+from devtools.toy_model.int8_weights import quantise
+from devtools.toy_model.taesd_vae import unet_latents
+from devtools.toy_model.training_data import latent_statistics, training_batch
+from devtools.toy_model.unet import TOY_UNET, build_unet
 
 BASE_CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
 WEIGHTS = Path(__file__).resolve().parent / "weights"

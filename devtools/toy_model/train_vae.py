@@ -1,6 +1,6 @@
 """Train the toy TAESD's decoder to draw portraits back from their 8x8 patch latents.
 
-    .venv/bin/python devtools/toy_model/train_vae.py [--steps N] [--log FILE]   (or `make train`)
+    .venv/bin/python -m devtools.toy_model.train_vae [--steps N] [--log FILE]   (or `make train`)
 
 The encoder is hand-built and fixed (toy_model.taesd_vae), so this can run while the UNet
 trains on the same latents. Loss: L1 + MSE on pixels; AdamW; seeded; one CPU thread by default.
@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
+from devtools.host import comfy_env  # noqa: F401  (ComfyUI on sys.path, --cpu)
 import numpy as np
 import safetensors.torch
 import torch
 
-from toy_model.taesd_vae import RAW_FACTOR, toy_taesd, unet_latents
-from toy_model.training_data import latent_statistics, training_batch
+from devtools.toy_model.taesd_vae import RAW_FACTOR, toy_taesd, unet_latents
+from devtools.toy_model.training_data import latent_statistics, training_batch
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 SEED = 2911

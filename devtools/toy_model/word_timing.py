@@ -1,6 +1,6 @@
 """The delayed effect on the toy model: when each word's cross-attention rises, per branch.
 
-    .venv/bin/python devtools/toy_model/word_timing.py [--seeds 0,1] [--batch 16] [--steps 12]
+    .venv/bin/python -m devtools.toy_model.word_timing [--seeds 0,1] [--batch 16] [--steps 12]
         [--checkpoint your-sd15.safetensors --size 512 --prompt "..." --negative "..." --words "..."]
 
 Records the words of "portrait photo of a man with glasses" (positive branch) and of the
@@ -12,17 +12,13 @@ from the first steps and negative words later.
 """
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import comfy_env
+from devtools.host import comfy_env
 
 # isort: split
 import numpy as np
 import torch
 
-from toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
+from devtools.toy_model.experiments import TOY_CHECKPOINT, load_toy_checkpoint
 
 POSITIVE = "portrait photo of a man with glasses"
 NEGATIVE = "glasses"

@@ -9,7 +9,7 @@ branch, the negative's and the empty prompt's <end> in the unconditional one).
 
 import nodes
 
-from bench_delayed_negative import load_checkpoint, median_times
+from devtools.bench.bench_delayed_negative import load_checkpoint, median_times
 from delayed_negative.nodes.attention_maps import RecordAttentionMaps
 
 SEED, CFG, SAMPLER, SCHEDULER = 42, 8.0, "euler", "normal"

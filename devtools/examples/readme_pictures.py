@@ -1,6 +1,6 @@
 """Make the README's attention pictures from a real run of the pack's nodes on the toy portraits model.
 
-    .venv/bin/python devtools/readme_pictures.py        # writes docs/attention_chart.png and docs/attention_grid.png
+    .venv/bin/python -m devtools.examples.readme_pictures        # writes docs/attention_chart.png and docs/attention_grid.png
 
 The toy model (devtools/toy_model/, built by `make setup`) is trained on 64x64 drawn portraits:
 its maps show what a model that has learnt faces and glasses attends to, not what SD1.5 does.
@@ -9,11 +9,8 @@ The run: "portrait photo of a man with glasses", the negative "glasses" from ste
 the first image of example 07's delayed row.
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
+from devtools.host import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 # isort: split
 import torch  # noqa: E402
@@ -26,9 +23,9 @@ from delayed_negative.nodes.attention_maps import (AttentionChart, AttentionGrid
                                                    RecordAttentionMaps)
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler  # noqa: E402
 from delayed_negative.render.convert import to_uint8  # noqa: E402
-from toy_model.experiments import load_toy_checkpoint  # noqa: E402
+from devtools.toy_model.experiments import load_toy_checkpoint  # noqa: E402
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 POSITIVE, NEGATIVE = "portrait photo of a man with glasses", "glasses"
 SEED, STEPS, CFG, NEGATIVE_START, SIZE = 0, 12, 5.0, 3, 64
 

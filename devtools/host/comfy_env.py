@@ -7,9 +7,7 @@ where there is none, before anything else of ComfyUI is imported.
 
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfyui_home import comfyui_home  # noqa: E402
+from devtools.host.comfyui_home import comfyui_home  # noqa: E402
 
 COMFYUI = comfyui_home()
 if str(COMFYUI) not in sys.path:
@@ -27,7 +25,7 @@ def import_pack(name: str = "delayed_negative"):
     """Import this pack the way ComfyUI imports a custom node folder: as a package named `name`."""
     import importlib.util
 
-    pack_root = Path(__file__).resolve().parent.parent
+    pack_root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location(name, pack_root / "__init__.py",
                                                   submodule_search_locations=[str(pack_root)])
     module = importlib.util.module_from_spec(spec)

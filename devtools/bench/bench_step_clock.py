@@ -13,7 +13,7 @@ import comfy.samplers
 import nodes
 import torch
 
-from bench_delayed_negative import CFG, SCHEDULER, SEED, bench_inputs
+from devtools.bench.bench_delayed_negative import CFG, SCHEDULER, SEED, bench_inputs
 from delayed_negative.clock.step_clock import StepClock
 
 SAMPLERS = ("euler", "heun", "dpmpp_2m_sde", "uni_pc", "sa_solver_pece")

@@ -7,11 +7,11 @@ the frontend's order (see tests/workflow_api.py, which reads them back), sockets
 tidy left-to-right layout.
 
 Usage:
-    python devtools/example_workflows.py                 # node definitions from the saved copy
-    python devtools/example_workflows.py --server http://127.0.0.1:8188 --save-object-info
+    python -m devtools.examples.example_workflows                 # node definitions from the saved copy
+    python -m devtools.examples.example_workflows --server http://127.0.0.1:8188 --save-object-info
         # read them from a running ComfyUI with this pack (`make run`) and refresh the saved copy
 
-Then `python devtools/example_thumbnails.py` renders each example's .jpg thumbnail.
+Then `python -m devtools.examples.example_thumbnails` renders each example's .jpg thumbnail.
 """
 
 import argparse
@@ -20,9 +20,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "tests"))
-from workflow_api import has_control_widget, input_specs, is_widget  # noqa: E402
+PACK_ROOT = Path(__file__).resolve().parents[2]
+from devtools.host.workflow_api import has_control_widget, input_specs, is_widget  # noqa: E402
 
 OUTPUT_FOLDER = PACK_ROOT / "example_workflows"
 SAVED_OBJECT_INFO = Path(__file__).resolve().parent / "example_workflows_object_info.json"

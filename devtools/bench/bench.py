@@ -3,7 +3,7 @@
 Each benchmark is a module of devtools/ with `run(options) -> list[str]`, the lines to print.
 The machine comes first, since the README quotes where its figures came from.
 
-    .venv/bin/python devtools/bench.py [--size 128] [--steps 20] [--repeats 7] [--only bench_...]
+    .venv/bin/python -m devtools.bench.bench [--size 128] [--steps 20] [--repeats 7] [--only bench_...]
     BENCH_QUICK=1 ...   3 repeats, a smoke run
 """
 
@@ -12,13 +12,11 @@ import importlib
 import logging
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "devtools"))
-import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
+PACK_ROOT = Path(__file__).resolve().parents[2]
+from devtools.host import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_auto_start", "bench_sweep", "bench_step_clock", "bench_attention", "bench_dit",
               "core_route_steps"]
@@ -69,7 +67,7 @@ def main(argv=None) -> None:
         print(line, flush=True)
     for name in options.only or BENCHMARKS:
         print(flush=True)
-        for line in importlib.import_module(name).run(options):
+        for line in importlib.import_module(f"devtools.bench.{name}").run(options):
             print(line, flush=True)
     print(f"\nbench took {time.perf_counter() - began:.0f} s", flush=True)
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from comfyui_home import PACK_ROOT, comfyui_home
+from devtools.host.comfyui_home import PACK_ROOT, comfyui_home
 
 PACK_NAME = "comfyui-delayed-negative"
 CHECKPOINTS = PACK_ROOT / ".models" / "checkpoints"

@@ -1,18 +1,16 @@
 """Write a seeded checkpoint the tests (and `make run`, for SD1.5) use.
 
-Usage: python devtools/make_checkpoint.py OUTPUT.safetensors [sd15|sd3]
+Usage: python -m devtools.models.make_checkpoint OUTPUT.safetensors [sd15|sd3]
   sd15 (default): the SD1.5 architecture with a reduced-depth UNet
-  sd3: an SD3 MMDiT of 2 blocks with ComfyUI's CLIP-L and a TAESD3 VAE (devtools/tiny_models.py)
+  sd3: an SD3 MMDiT of 2 blocks with ComfyUI's CLIP-L and a TAESD3 VAE (devtools/models/tiny_models.py)
 """
 
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_env  # noqa: E402,F401  (puts ComfyUI on the path)
+from devtools.host import comfy_env  # noqa: E402,F401  (puts ComfyUI on the path)
 import safetensors.torch  # noqa: E402
 
-from tiny_models import sd3_checkpoint, sd15_checkpoint  # noqa: E402
+from devtools.models.tiny_models import sd3_checkpoint, sd15_checkpoint  # noqa: E402
 
 ARCHITECTURES = {"sd15": sd15_checkpoint, "sd3": sd3_checkpoint}
 

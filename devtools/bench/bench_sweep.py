@@ -6,7 +6,7 @@ alternate in one process; medians of wall time. The goal is the shared prefix pa
 sweep's model evaluations over the separate runs' (for euler, one per step) is the ideal ratio.
 """
 
-from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
+from devtools.bench.bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
 from delayed_negative.nodes.negative_inputs import before_negative_conditioning
 from delayed_negative.samplers.ksampler import delayed_negative_ksampler
 from delayed_negative.samplers.negative_window import NegativeTiming

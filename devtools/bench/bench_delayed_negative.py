@@ -23,7 +23,7 @@ import nodes
 
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = PACK_ROOT / ".models" / "checkpoints" / "delayed-negative-test-sd15.safetensors"
 SEED, CFG, SAMPLER, SCHEDULER = 42, 8.0, "euler", "normal"
 

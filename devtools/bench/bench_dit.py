@@ -16,11 +16,11 @@ per attention call weigh far more here than on a real model, where the attention
 import nodes
 import torch
 
-from bench_delayed_negative import median_times
+from devtools.bench.bench_delayed_negative import median_times
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from tiny_dit_models import FAMILIES
+from devtools.models.tiny_dit_models import FAMILIES
 
 SEED, CFG, SAMPLER, SCHEDULER = 42, 4.0, "euler", "simple"
 SCALE = 4  # the small models x 4: 4-8 blocks of 4-8 heads, 256-512 wide

@@ -11,12 +11,11 @@ result. With --server and real checkpoints (e.g. `make run` with v1-5-pruned-ema
 installed), pass --checkpoint NAME, and --full to keep the workflows' own image sizes.
 
 Usage:
-    python devtools/example_thumbnails.py [--server URL] [--full] [workflow.json ...]
+    python -m devtools.examples.example_thumbnails [--server URL] [--full] [workflow.json ...]
 """
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import uuid
@@ -25,10 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workflow_api import scale_down, to_api_prompt  # noqa: E402
+PACK_ROOT = Path(__file__).resolve().parents[2]
+from devtools.host.workflow_api import scale_down, to_api_prompt  # noqa: E402
 
 TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"
 TOY_IMAGE_SIZE = 64

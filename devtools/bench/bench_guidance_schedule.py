@@ -11,7 +11,7 @@ the negative from a quarter of the steps, run alternately in one process (median
   evaluation's cost grows with its batch; a small latent on a CPU stays nearer 1.
 """
 
-from bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
+from devtools.bench.bench_delayed_negative import CFG, SAMPLER, SCHEDULER, SEED, bench_inputs, median_times
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from delayed_negative.nodes.guidance_schedule import DelayedNegativeGuidanceSchedule
 

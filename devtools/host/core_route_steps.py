@@ -9,15 +9,11 @@ code and prints, per model family and scheduler, the step core starts at against
 percent names (the fraction of the steps, rounded up to a whole step, as the pack's
 "fraction of steps" unit does).
 
-    .venv/bin/python devtools/core_route_steps.py      (also part of `make bench`)
+    .venv/bin/python -m devtools.host.core_route_steps      (also part of `make bench`)
 """
 
 import math
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
+from devtools.host import comfy_env  # noqa: E402,F401  (ComfyUI on sys.path, --cpu without a GPU)
 
 import comfy.model_sampling as sampling  # noqa: E402
 import comfy.samplers  # noqa: E402

@@ -1,0 +1,1 @@
+"""The example workflows, their thumbnails and the README's pictures, built from real runs."""
