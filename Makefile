@@ -3,7 +3,8 @@
 #   make test   set everything up and run the whole test suite
 # on the pinned ComfyUI (0.3.75). `make test-current` runs the same suite on the current
 # release (0.33.0) in its own environment, from the source tree in ../shared/hosts/ (a
-# project CI host: users never need it).
+# project CI host: users never need it). `make test-frontend-next` runs the browser tests alone on
+# that release with the newest frontend on PyPI instead of the one its requirements pin.
 # `make test-fast` runs the fast tier alone (pytest -m fast: no generated checkpoint, server,
 # browser or sampled model; markers set from the fixtures in tests/conftest.py) in about a minute.
 # Everything generated lives in git-ignored folders of this checkout and is reused.
@@ -20,7 +21,14 @@ CURRENT_TARBALL ?= ../shared/hosts/comfyui-0.33.0.tar.gz
 CURRENT_HOME := .hosts/comfyui-0.33.0
 CURRENT_VENV := .venv-0.33
 
-.PHONY: setup run test test-fast bench setup-current test-current train study mutation
+# The newest frontend on PyPI: its package unpacked (no dependencies, nothing else of .venv-0.33
+# changed) into .frontend-next/<version>/, served through ComfyUI's own --front-end-root
+# (COMFYUI_FRONTEND_ROOT, devtools/comfyui_server.py).
+FRONTEND_NEXT_VERSION ?= 1.58.1
+FRONTEND_NEXT := .frontend-next/$(FRONTEND_NEXT_VERSION)
+BROWSER_TESTS := tests/test_browser.py tests/test_browser_viewer.py
+
+.PHONY: setup run test test-fast bench setup-current test-current test-frontend-next train study mutation
 
 $(VENV)/.installed: tests/requirements.txt tests/requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +88,18 @@ setup-current: $(CURRENT_VENV)/.installed setup
 
 test-current: setup-current $(VENV)/.chromium
 	COMFYUI_PATH=$(CURDIR)/$(CURRENT_HOME) $(CURRENT_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+$(FRONTEND_NEXT)/.installed: | $(CURRENT_VENV)/.installed
+	rm -rf $(FRONTEND_NEXT)
+	$(CURRENT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(FRONTEND_NEXT) comfyui-frontend-package==$(FRONTEND_NEXT_VERSION)
+	touch $@
+
+# The browser tests only (the example workflows, the Attention Viewer in the classic canvas and Nodes 2.0).
+test-frontend-next: setup-current $(VENV)/.chromium $(FRONTEND_NEXT)/.installed
+	COMFYUI_PATH=$(CURDIR)/$(CURRENT_HOME) \
+	COMFYUI_FRONTEND_ROOT=$(CURDIR)/$(FRONTEND_NEXT)/comfyui_frontend_package/static \
+		$(CURRENT_VENV)/bin/python -m pytest $(BROWSER_TESTS) $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m devtools.bench.bench

@@ -1,4 +1,4 @@
-"""Drive the ComfyUI frontend (1.32) in Debian's headless chromium through Playwright's sync API.
+"""Drive the ComfyUI frontend (1.32, 1.49, 1.58) in Debian's headless chromium through Playwright's sync API.
 
 Playwright's own browser download does not work on the machines this pack is built on, so the
 system chromium is launched through `executable_path`. Everything here reaches the page the way a
@@ -15,9 +15,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
                   "--disable-quic"]
 VIEWPORT = {"width": 1600, "height": 1000}
 
-# The frontend opens its dialogs with these keys (its dialog store's `global-…` names).
-TEMPLATES_DIALOG = '[role=dialog][aria-labelledby="global-workflow-template-selector"]'
-MISSING_NODES_DIALOG = "global-missing-nodes"
+# The frontend opens its dialogs with these keys (its dialog store's `global-…` names): up to 1.49
+# in the dialog's aria-labelledby, from 1.58 (reka dialogs) in its data-dialog-key.
+TEMPLATES_DIALOG = ('[role=dialog][aria-labelledby="global-workflow-template-selector"], '
+                    '[role=dialog][data-dialog-key="global-workflow-template-selector"]')
+TEMPLATES_CLOSE = 'button:has(.pi-times), button[aria-label="Close dialog"]'  # its × (1.32, 1.49; 1.58)
+MISSING_NODES_DIALOG = "global-missing-nodes"  # 1.58 lists missing nodes in a side panel instead
 ERROR_DIALOGS = ("global-execution-error", "global-error")
 # The Run button: inside the queue-button group (frontend 1.32), or the button itself (1.49).
 QUEUE_BUTTON = '[data-testid="queue-button"] button[aria-label="Run"], button[data-testid="queue-button"]'
@@ -63,7 +66,7 @@ def open_frontend(page, url: str):
                                      || window.app?.graph?.nodes?.length > 0""")
     templates = page.locator(TEMPLATES_DIALOG)
     if templates.count():
-        templates.locator("button:has(.pi-times)").click()  # its × button; Escape does not close it
+        templates.locator(TEMPLATES_CLOSE).first.click()  # Escape does not close it
         templates.wait_for(state="detached")
 
 
@@ -77,7 +80,7 @@ def load_workflow(page, workflow: dict):
 def open_dialogs(page) -> dict[str, str]:
     """{dialog key: its text} for every dialog the frontend shows."""
     return page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('[role=dialog]'))
-        .map(dialog => [dialog.getAttribute('aria-labelledby'), dialog.innerText]))""")
+        .map(dialog => [dialog.dataset.dialogKey ?? dialog.getAttribute('aria-labelledby'), dialog.innerText]))""")
 
 
 def toasts(page) -> list[str]:

@@ -23,6 +23,21 @@ SD3_CHECKPOINT = CHECKPOINT.with_name("delayed-negative-test-sd3.safetensors")
 comfy_env.import_pack()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One CPU thread for torch in the test process. The tests' models are small, and on a 2-core
+    machine two OpenMP threads spin against each other and against the test's own ComfyUI server
+    and browser: the every-sampler test of test_step_attribution.py (karras) took 496 s with two
+    threads and 33 s with one on this project's build machine under load. Every comparison is
+    between runs of the same process, so the setting changes nothing a test checks."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_generated_checkpoint(path: Path):
     """(model, clip, vae) from a checkpoint `make test` generates, via the stock loader node."""
     import folder_paths

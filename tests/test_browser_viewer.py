@@ -1,13 +1,15 @@
 """The Attention Viewer's widget in a real browser (headless chromium, the server's own frontend).
 
-A small run on the toy portraits model (64x64, a batch of 2, 6 euler steps, the negative "glasses"
-from step 2) ends in the viewer, queued with the Run button. Then, with no prompt queued: the
+A small run on the toy portraits model (64x64, a batch of 2, 12 euler steps, the negative "glasses"
+from step 3) ends in the viewer, queued with the Run button. Then, with no prompt queued: the
 widget shows the run; the heat-map canvas holds, pixel for pixel, the chosen word's map of the
 chosen step and image as the node returned it (decoded here from /history, normalised and
 coloured by the pack's own render code, within quantisation); moving the step slider, choosing
 another word, branch or image changes it to that map; hovering a pixel reads the word's share and
-ranks the words there; words are shown as text, never as markup; no console error. All of it in
-the classic canvas and in the Nodes 2.0 renderer (the frontend's Vue nodes). Screenshots:
+ranks the words there; words are shown as text, never as markup; a step a cache skipped (the same
+run's payload as the node writes it then) is said not evaluated and shaded in the chart; no
+console error. All of it in the classic canvas and in the Nodes 2.0 renderer (the frontend's Vue
+nodes). Screenshots:
 .artifacts/browser/attention_viewer*.png.
 """
 
@@ -20,7 +22,7 @@ import pytest
 import browser as ui
 from delayed_negative.nodes.attention_viewer import UI_KEY
 from delayed_negative.render import normalize_maps
-from delayed_negative.render.viewer_payload import decode_maps
+from delayed_negative.render.viewer_payload import decode_maps, quantize
 from devtools.examples.example_workflows import Graph
 from test_browser import SCREENSHOTS, TOY_CHECKPOINT_NAME, chromium  # noqa: F401 (a fixture)
 
@@ -28,6 +30,11 @@ PROMPT, NEGATIVE = "portrait photo of a man with glasses", "glasses"
 STEPS, NEGATIVE_START, BATCH = 12, 3, 2  # the README pictures' run (devtools/examples/readme_pictures.py), 2 images
 RUN_TIMEOUT = 300.0
 COLOUR_TOLERANCE = 6  # a colormap entry or two apart: the byte quantisation and float rounding
+NOT_EVALUATED_STEP = 7  # the step a cache skips in the not-evaluated test (after the negative's start)
+# web/viewer/panel.js: the chart's size and margins, and the shade of a step not evaluated,
+# rgba(200, 150, 110, 0.18) as a canvas reads it back (alpha 0.18 of 255).
+CHART_WIDTH, CHART_MARGIN_LEFT, CHART_MARGIN_RIGHT = 380, 34, 8
+NOT_EVALUATED_SHADE = (200, 150, 110, 46)
 VIEWER = ".dn-attention-viewer"
 
 
@@ -144,8 +151,13 @@ def focus_viewer(page):
 
 def heat_pixels(page) -> np.ndarray:
     """The heat-map canvas as the viewer drew it: uint8 [height, width, 4]."""
+    return canvas_pixels(page, ".dn-heat")
+
+
+def canvas_pixels(page, selector: str) -> np.ndarray:
+    """One of the viewer's canvases as drawn: uint8 [height, width, 4], in canvas (device) pixels."""
     width, height, data = page.evaluate(f"""() => {{
-        const canvas = document.querySelector('{VIEWER} .dn-heat');
+        const canvas = document.querySelector('{VIEWER} {selector}');
         const image = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
         return [canvas.width, canvas.height, Array.from(image.data)];
     }}""")
@@ -256,8 +268,8 @@ def test_play_and_the_chart_pick_steps_and_exploring_queues_nothing(page, run, s
                            timeout=10_000)
     page.locator(f"{VIEWER} .dn-play").click()
     chart = page.locator(f"{VIEWER} .dn-chart").bounding_box()  # a click on the chart picks its step
-    left, right = 34, 380 - 8  # panel.js CHART_MARGIN of its CHART_WIDTH
-    x = chart["x"] + (left + (right - left) * 6 / (STEPS - 1)) * chart["width"] / 380
+    left, right = CHART_MARGIN_LEFT, CHART_WIDTH - CHART_MARGIN_RIGHT
+    x = chart["x"] + (left + (right - left) * 6 / (STEPS - 1)) * chart["width"] / CHART_WIDTH
     page.mouse.click(x, chart["y"] + chart["height"] / 2)
     assert page.locator(f"{VIEWER} .dn-heat").get_attribute("data-step") == "6"
     assert page.locator(f"{VIEWER} .dn-step").input_value() == "6"
@@ -300,8 +312,63 @@ def test_words_are_shown_as_text_never_as_markup(page, run):
     assert hostile in root.locator(".dn-word option").first.text_content()
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.__injected") is None
+    show_payload(page, run)
+
+
+def skipped_by_a_cache(payload: dict, step: int) -> dict:
+    """The run's payload as render/viewer_payload.py writes it when a cache (EasyCache, a pack's step
+    cache) reused an earlier prediction at `step`: no map there (NaN, quantised by the pack's own code
+    to absent scales), no strength, and the step listed in not_evaluated."""
+    maps = decode_maps(payload)
+    maps[step] = float("nan")
+    codes, scales = quantize(maps)
+    strength = [[[None] * len(items) for items in tracks] if each == step else tracks
+                for each, tracks in enumerate(payload["strength"])]
+    return {**payload, "not_evaluated": [step], "scales": scales, "strength": strength,
+            "maps": base64.b64encode(codes.tobytes()).decode("ascii")}
+
+
+def show_payload(page, payload: dict):
     page.evaluate("""(payload) => window.app.graph.nodes.find(n => n.type === 'DelayedNegativeAttentionViewer')
-                                  .attentionViewer.show(payload)""", run)
+                                  .attentionViewer.show(payload)""", payload)
+
+
+def chart_columns_with(page, rgba) -> list[int]:
+    """The chart's x positions (its 380-pixel drawing units) where some pixel has this colour: a
+    translucent fill over the cleared canvas reads back as its own colour, within rounding."""
+    pixels = canvas_pixels(page, ".dn-chart").astype(int)
+    close = (np.abs(pixels - np.array(rgba)) <= [4, 4, 4, 2]).all(axis=-1).any(axis=0)
+    scale = pixels.shape[1] / CHART_WIDTH  # devicePixelRatio
+    return sorted({int(x / scale) for x in np.flatnonzero(close)})
+
+
+def test_a_step_a_cache_skipped_is_said_not_evaluated_and_shaded_in_the_chart(page, run):
+    step = NOT_EVALUATED_STEP
+    assert not chart_columns_with(page, NOT_EVALUATED_SHADE)  # nothing shaded in a run with every step
+    skipped = skipped_by_a_cache(run, step)
+    show_payload(page, skipped)
+    try:
+        choose(page, ".dn-branch", "positive")
+        choose(page, ".dn-word", 0)
+        choose(page, ".dn-item", 0)
+        page.locator(f"{VIEWER} .dn-step").fill(str(step))
+        assert (heat_pixels(page)[..., 3] == 0).all()  # no map drawn, not a stale one
+        absent = page.locator(f"{VIEWER} .dn-absent")
+        assert absent.is_visible()
+        assert absent.text_content() == f"Step {step} was not evaluated: a cache reused an earlier prediction, " \
+                                        "so no attention was computed there"
+        page.locator(VIEWER).screenshot(path=SCREENSHOTS / f"attention_viewer_not_evaluated_{file_name(page)}.png")
+
+        page.locator(f"{VIEWER} .dn-step").fill(str(step - 1))  # the step before: its map, no label
+        assert_shows(page, skipped, step - 1, track=0, item=0)  # scaled over the steps that have maps
+        assert not absent.is_visible()
+        shaded = chart_columns_with(page, NOT_EVALUATED_SHADE)  # the current step's line now out of the band
+        left, right = CHART_MARGIN_LEFT, CHART_WIDTH - CHART_MARGIN_RIGHT
+        at, half = left + (right - left) * step / (STEPS - 1), (right - left) / (STEPS - 1) / 2
+        assert shaded and at - half - 1 <= shaded[0] and shaded[-1] <= at + half + 1, (shaded, at, half)
+        assert len(shaded) >= 2 * half - 2, (shaded, at, half)  # the whole band around the step, nothing else
+    finally:
+        show_payload(page, run)
 
 
 def test_no_console_error_from_the_viewer(page, run):

@@ -4,7 +4,9 @@ The pack and our checkpoints are added through an extra-model-paths file, so a C
 not ours (COMFYUI_PATH) is never written to. `make run` lists the toy portraits model (a trained
 model: the one example 07 names, and the first choice of a fresh Load Checkpoint when the
 ComfyUI has no checkpoint of its own); the tests see every generated checkpoint, the
-random-weights test checkpoint included.
+random-weights test checkpoint included. `COMFYUI_FRONTEND_ROOT` serves another frontend build (a
+comfyui-frontend-package's `static/` folder) through ComfyUI's own `--front-end-root`: `make
+test-frontend-next` tests the newest frontend on the current host that way.
 """
 
 import os
@@ -78,6 +80,9 @@ def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_test
             (workdir / name).mkdir(exist_ok=True)
             command += [flag, str(workdir / name)]
         command += ["--database-url", "sqlite:///:memory:"]
+    frontend = os.environ.get("COMFYUI_FRONTEND_ROOT")
+    if frontend:
+        command += ["--front-end-root", str(Path(frontend).resolve())]
     if not has_cuda():
         command.append("--cpu")
     return command
