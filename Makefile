@@ -23,7 +23,7 @@ CURRENT_VENV := .venv-0.33
 
 # The newest frontend on PyPI: its package unpacked (no dependencies, nothing else of .venv-0.33
 # changed) into .frontend-next/<version>/, served through ComfyUI's own --front-end-root
-# (COMFYUI_FRONTEND_ROOT, devtools/comfyui_server.py).
+# (COMFYUI_FRONTEND_ROOT, devtools/host/comfyui_server.py).
 FRONTEND_NEXT_VERSION ?= 1.58.1
 FRONTEND_NEXT := .frontend-next/$(FRONTEND_NEXT_VERSION)
 BROWSER_TESTS := tests/test_browser.py tests/test_browser_viewer.py
