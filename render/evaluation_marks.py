@@ -7,7 +7,8 @@ as "the word was absent"; these marks say what happened.
 
 from PIL import Image, ImageDraw
 
-from .text import Font, draw_text, text_width
+from .guidance_marks import shade_steps
+from .text import Font
 
 NOT_EVALUATED_SHADE = (250, 238, 228)
 NOT_EVALUATED_LABEL = (150, 110, 80)
@@ -27,13 +28,8 @@ def step_runs(steps: list[int]) -> list[tuple[int, int]]:
 
 def shade_not_evaluated(draw: ImageDraw.ImageDraw, area, steps: list[int], font: Font) -> None:
     """Shade the chart's not-evaluated steps (half a step either side), labelled where it fits."""
-    for first, last in step_runs(steps):
-        left = max(area.left, area.x_of(first - 0.5))
-        right = min(area.right, area.x_of(last + 0.5))
-        draw.rectangle((left, area.top, right, area.bottom), fill=NOT_EVALUATED_SHADE)
-        label = "not evaluated"
-        if text_width(label, font) <= right - left:
-            draw_text(draw, ((left + right) / 2, area.top + 4), label, font, NOT_EVALUATED_LABEL, "mt")
+    for run in step_runs(steps):
+        shade_steps(draw, area, run, NOT_EVALUATED_SHADE, ("not evaluated", NOT_EVALUATED_LABEL), font, at_top=True)
 
 
 def not_evaluated_cell(size: int) -> Image.Image:

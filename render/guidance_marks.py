@@ -36,12 +36,21 @@ def unguided_runs(values: list[float]) -> list[tuple[int, int]]:
 def shade_unguided(draw: ImageDraw.ImageDraw, area, values: list[float], font: Font) -> None:
     """Shade each run of unguided steps (half a step either side of its points); drawn first."""
     for first, last in unguided_runs(values):
-        left = max(area.left, area.x_of(first - 0.5))
-        right = min(area.right, area.x_of(last + 0.5))
-        draw.rectangle((left, area.top, right, area.bottom), fill=UNGUIDED_SHADE)
-        label = "no guidance"
-        if text_width(label, font) <= right - left:
-            draw_text(draw, ((left + right) / 2, area.bottom - 4), label, font, UNGUIDED_LABEL, "mb")
+        shade_steps(draw, area, (first, last), UNGUIDED_SHADE, ("no guidance", UNGUIDED_LABEL), font, at_top=False)
+
+
+def shade_steps(draw: ImageDraw.ImageDraw, area, steps: tuple[int, int], fill, label: tuple[str, tuple], font: Font,
+                at_top: bool) -> None:
+    """Shade steps first..last of the chart (half a step either side, cut at the plot) with its
+    label (text, colour) at the top or the bottom of the band, where it fits."""
+    first, last = steps
+    left = max(area.left, area.x_of(first - 0.5))
+    right = min(area.right, area.x_of(last + 0.5))
+    draw.rectangle((left, area.top, right, area.bottom), fill=fill)
+    text, colour = label
+    if text_width(text, font) <= right - left:
+        y, anchor = (area.top + 4, "mt") if at_top else (area.bottom - 4, "mb")
+        draw_text(draw, ((left + right) / 2, y), text, font, colour, anchor)
 
 
 def draw_cfg_line(draw: ImageDraw.ImageDraw, area, values: list[float], font: Font) -> None:

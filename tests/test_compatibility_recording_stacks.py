@@ -23,7 +23,7 @@ from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 from instrumented import sampler_loop_step
 from attention_hooks import at_latent_size, word_probability
 from test_compatibility_sampling import (CFG, SEED, START, STEPS, assets, at_start, base, before_negative,  # noqa: F401
-                                         built, cells, delayed, one_thread, prompts, sd15)
+                                         built, cells, delayed, prompts, sd15)
 
 pytestmark = pytest.mark.model
 WORDS = [("first", [1, 2]), ("later", [6])]

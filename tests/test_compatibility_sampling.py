@@ -48,16 +48,6 @@ SEED, STEPS, CFG = 11, 6, 5.0
 START = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As in test_composition.py: tiny models run much faster on one thread of a shared CPU, and
-    # results are compared only with runs made under the same setting.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd15():
     return tiny_sd15()

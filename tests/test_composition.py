@@ -25,17 +25,6 @@ SEED, STEPS, CFG, START = 11, 6, 5.0, 2
 NEVER = -1.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These models are tiny: with the CPU shared, two spinning OpenMP threads make a 6-step
-    # run take seconds instead of a fraction of one. Results are compared only with runs made
-    # under the same setting, so the thread count does not change what is checked.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd15():
     return tiny_sd15()
