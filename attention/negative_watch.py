@@ -73,7 +73,6 @@ class NegativeWatch:
         else:
             self.sums[self.step], self.counts[self.step] = share, 1
 
-
     def positive_chunk(self, chunks: list, uuids: list) -> int | None:
         """The batch chunk of the positive prompt, by its uuid where the guider told them: another
         node's evaluation of the unconditional cond alone (Self-Attention Guidance) is chunk 0 too."""

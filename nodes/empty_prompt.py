@@ -17,7 +17,7 @@ def empty_prompt(clip):
     return _encoded[clip]
 
 
-# What a conditioning entry holds that comes from its text, not from the nodes after the encoder.
+# The negative's own timestep range: where the negative acts, not where the empty prompt does.
 TIMING_KEYS = ("timestep_start", "timestep_end")
 
 
