@@ -49,6 +49,13 @@ def observe_dit_attention(patched, observe, key: str) -> None:
     """On the clone `patched` (a mapped DiT family, see dit_layout.FAMILIES), call
     `observe(call: TextAttentionCall, layout: TokenLayout)` at every image-to-text attention call,
     through an APPLY_MODEL wrapper named `key`."""
+    patch_dit_attention(patched, lambda layout, previous: observing_override(observe, layout, previous), key)
+
+
+def patch_dit_attention(patched, make_override, key: str) -> None:
+    """On the clone `patched`, install `make_override(layout, previous)` as the attention override
+    of each evaluation, through an APPLY_MODEL wrapper named `key`: `layout` is the evaluation's
+    TokenLayout, `previous` the override that was there (another node's), or None."""
     diffusion_model = patched.get_model_object("diffusion_model")
     _family, joint = family_of(patched)
     patch = patch_size(diffusion_model)
@@ -59,7 +66,7 @@ def observe_dit_attention(patched, observe, key: str) -> None:
         if c_crossattn is not None:
             latent = (x.shape[2] if x.ndim == 5 else 1, x.shape[-2], x.shape[-1])
             layout = TokenLayout(joint, registers, c_crossattn.shape[1], patch, latent)
-            override = observing_override(observe, layout, transformer_options.get(OVERRIDE))
+            override = make_override(layout, transformer_options.get(OVERRIDE))
             transformer_options = {**transformer_options, OVERRIDE: override}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 

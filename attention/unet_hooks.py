@@ -9,9 +9,9 @@ it, and the maps would come back empty without a word.
 
 So nothing is set on the model's options: an APPLY_MODEL wrapper (add_wrapper_with_key) adds,
 at every evaluation, to a copy of the `transformer_options` ComfyUI is about to run with, a
-3-part patch on each observed layer that calls exactly the patch ComfyUI would have called (the
+3-part patch on each layer that calls exactly the patch ComfyUI would have called (the
 other pack's, at either key form, else the layer's own attention, see layer_attention) and shows
-the call's q and k to the observer. The other pack's patch keeps working and the image stays
+the call's q and k to the observer (or, for NAG, guides its output: samplers/nag_model.py). The other pack's patch keeps working and the image stays
 bit-identical, whatever the order of the nodes.
 """
 
@@ -60,38 +60,48 @@ def cross_attention_layers(diffusion_model, blocks: list[tuple[str, int]]) -> li
 def observe_unet_attention(patched, blocks: list[tuple[str, int]], observe, key: str) -> None:
     """On the clone `patched`, call `observe(q, k, heads, extra_options)` at every cross-attention
     call of `blocks`, through an APPLY_MODEL wrapper named `key` (see the module docstring)."""
+    patch_unet_cross_attention(patched, blocks, lambda attend: observing_patch(observe, attend), key)
+
+
+def patch_unet_cross_attention(patched, blocks: list[tuple[str, int]], make_patch, key: str) -> None:
+    """On the clone `patched`, put `make_patch(attend)` in place of every cross-attention call of
+    `blocks` at each evaluation, through an APPLY_MODEL wrapper named `key`; `attend(q, k, v,
+    extra_options)` is what ComfyUI would have called there (another pack's patch, at either key
+    form, else the layer's own attention)."""
     diffusion_model = patched.get_model_object("diffusion_model")
     layers = {layer: cross_attention_module(diffusion_model, layer[:2], layer[2])
               for layer in cross_attention_layers(diffusion_model, blocks)}
 
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                     **kwargs):
-        options = with_observing_patches(transformer_options, layers, observe)
+        options = with_layer_patches(transformer_options, layers, make_patch)
         return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
 
     patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, key, apply_model)
 
 
-def with_observing_patches(options: dict, layers: dict, observe) -> dict:
+def with_layer_patches(options: dict, layers: dict, make_patch) -> dict:
     """A copy of `options` whose attn2 patches on `layers` ({3-part key: the layer's attn2
-    module}) also show each call to `observe`; `options` and the patch dictionaries in it are
-    left as they were."""
+    module}) are `make_patch(attend)`, `attend` being the patch that was there (3-part key first,
+    then 2-part) or the layer's own attention; `options` and the patch dictionaries in it are left
+    as they were."""
     replace = options.get("patches_replace", {})
     attn2 = dict(replace.get("attn2", {}))
     for (group, number, index), layer in layers.items():
         previous = attn2.get((group, number, index), attn2.get((group, number)))
-        attn2[(group, number, index)] = observing_patch(observe, previous, layer)
+        attn2[(group, number, index)] = make_patch(previous or own_attention(layer))
     return {**options, "patches_replace": {**replace, "attn2": attn2}}
 
 
-def observing_patch(observe, previous=None, layer=None):
-    """An attn2 patch returning what `previous` (or the attention of `layer`, the attn2 module the
-    patch stands in for) returns, and showing q and k to `observe` on the side."""
+def own_attention(layer):
+    """The layer's own attention as an attn2 patch: (q, k, v, extra_options) -> output."""
+    return lambda q, k, v, extra_options: layer_attention(q, k, v, extra_options, layer)
+
+
+def observing_patch(observe, attend):
+    """An attn2 patch returning what `attend` returns, and showing q and k to `observe` on the side."""
     def patch(q, k, v, extra_options):
-        if previous is not None:
-            out = previous(q, k, v, extra_options)
-        else:
-            out = layer_attention(q, k, v, extra_options, layer)
+        out = attend(q, k, v, extra_options)
         observe(q, k, extra_options["n_heads"], extra_options)
         return out
 

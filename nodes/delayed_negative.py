@@ -10,6 +10,7 @@ from ..samplers.delayed_negative_guider import DelayedNegativeGuider
 from ..samplers.ksampler import NEGATIVE_START_KEY, delayed_negative_ksampler
 from .auto_start import auto_start_input
 from .guidance_schedule import guidance_schedule_input
+from .nag import nag_input
 from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings, timing_inputs
 
 
@@ -18,7 +19,8 @@ def sampling_inputs() -> list:
     return [
         io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The number of denoising steps."),
         io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                       tooltip="Classifier-free guidance scale. Must be above 1 for a negative prompt to act."),
+                       tooltip="Classifier-free guidance scale. Above 1 for the negative to act through CFG; 1 with "
+                               "'nag' connected (models sampled at cfg 1)."),
         io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
                        tooltip="The sampling algorithm. Every sampler switches exactly at negative_start, "
                                "including the extra evaluations of second-order and SDE samplers."),
@@ -63,6 +65,7 @@ class DelayedNegativeKSampler(io.ComfyNode):
                 *before_negative_inputs(),
                 guidance_schedule_input(),
                 auto_start_input(),
+                nag_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent."), negative_start_output()],
         )
@@ -70,12 +73,12 @@ class DelayedNegativeKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 negative_start, negative_end, timing_unit, before_negative, clip=None, early_conditioning=None,
-                guidance_schedule=None, auto_start=None):
+                guidance_schedule=None, auto_start=None, nag=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model, negative)
+                                         early_conditioning, guidance_schedule, model, negative, nag)
         return latent_and_start(delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
-            denoise=denoise, guidance=guidance_schedule, auto=auto_start))
+            denoise=denoise, guidance=guidance_schedule, auto=auto_start, nag=nag))
 
 
 class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
@@ -104,6 +107,7 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
                 *before_negative_inputs(),
                 guidance_schedule_input(),
                 auto_start_input(),
+                nag_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent."), negative_start_output()],
         )
@@ -112,14 +116,14 @@ class DelayedNegativeKSamplerAdvanced(io.ComfyNode):
     def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, start_at_step, end_at_step, return_with_leftover_noise, negative_start, negative_end,
                 timing_unit, before_negative, clip=None, early_conditioning=None, guidance_schedule=None,
-                auto_start=None):
+                auto_start=None, nag=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model, negative)
+                                         early_conditioning, guidance_schedule, model, negative, nag)
         return latent_and_start(delayed_negative_ksampler(
             model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, when, before,
             add_noise=add_noise == "enable", start_at_step=start_at_step, end_at_step=end_at_step,
             return_with_leftover_noise=return_with_leftover_noise == "enable", guidance=guidance_schedule,
-            auto=auto_start))
+            auto=auto_start, nag=nag))
 
 
 class DelayedNegativeGuiderNode(io.ComfyNode):
@@ -137,21 +141,23 @@ class DelayedNegativeGuiderNode(io.ComfyNode):
                 io.Conditioning.Input("negative",
                                       tooltip="What to remove from the image, used from negative_start on."),
                 io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale. Must be above 1 for a negative prompt to act."),
+                               tooltip="Classifier-free guidance scale. Above 1 for the negative to act through CFG; 1 with "
+                               "'nag' connected (models sampled at cfg 1)."),
                 *timing_inputs(),
                 *before_negative_inputs(),
                 guidance_schedule_input(),
                 auto_start_input(),
+                nag_input(),
             ],
             outputs=[io.Guider.Output(tooltip="Connect to SamplerCustomAdvanced's guider.")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, negative_start, negative_end, timing_unit, before_negative,
-                clip=None, early_conditioning=None, guidance_schedule=None, auto_start=None):
+                clip=None, early_conditioning=None, guidance_schedule=None, auto_start=None, nag=None):
         when, before = guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip,
-                                         early_conditioning, guidance_schedule, model, negative)
-        guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule, auto=auto_start)
+                                         early_conditioning, guidance_schedule, model, negative, nag)
+        guider = DelayedNegativeGuider(model, when, guidance=guidance_schedule, auto=auto_start, nag=nag)
         guider.set_conds(positive, negative, before)
         guider.set_cfg(cfg)
         return io.NodeOutput(guider)

@@ -6,6 +6,7 @@ from ..samplers.auto_start import AUTO
 from ..samplers.cfg_check import check_cfg
 from ..samplers.delayed_negative_guider import BEFORE_NEGATIVE
 from ..samplers.guidance_schedule import GuidanceSchedule
+from ..samplers.nag import NAGSettings
 from ..samplers.negative_window import NEVER, START_UNITS, NegativeTiming
 from .empty_prompt import empty_in_place_of, empty_prompt
 
@@ -52,20 +53,26 @@ def before_negative_inputs() -> list:
 
 
 def guidance_settings(cfg, negative_start, negative_end, timing_unit, before_negative, clip, early_conditioning,
-                      schedule: GuidanceSchedule | None = None, model=None, negative=None):
+                      schedule: GuidanceSchedule | None = None, model=None, negative=None,
+                      nag: NAGSettings | None = None):
     """Check the shared inputs; returns (when the negative acts, the conditioning used outside it).
 
     With a guidance schedule whose cfg is not the sampler's own, the schedule's cfg values are
-    checked once the steps are known (samplers/guidance_schedule.py) instead of `cfg`.
+    checked once the steps are known (samplers/guidance_schedule.py) instead of `cfg`. With NAG
+    (cfg 1) the steps outside the negative's window evaluate the positive alone: no conditioning.
     """
-    schedule = schedule or GuidanceSchedule()
-    if schedule.cfg_curve == "constant":
-        check_cfg(cfg, model)
     when = NegativeTiming(negative_start, negative_end, timing_unit)
     if timing_unit == AUTO and negative_end != NEVER:
         raise ValueError(f"negative_end is {negative_end:g}, but with timing_unit 'auto' the negative stays on to "
                          f"the last step once it starts: set negative_end to {NEVER:g}, or pick the start yourself "
                          "in another unit.")
+    if nag is not None:
+        check_nag_inputs(before_negative, schedule)
+    schedule = schedule or GuidanceSchedule()
+    if schedule.cfg_curve == "constant":
+        check_cfg(cfg, model, nag)
+    if nag is not None:
+        return when, None
     ramp = schedule.ramp_steps > 0
     return when, before_negative_conditioning(before_negative, clip, early_conditioning, when, ramp, negative)
 
@@ -91,3 +98,14 @@ def before_negative_conditioning(before_negative: str, clip, early_conditioning,
         raise ValueError("before_negative is 'empty prompt', which needs the text encoder: connect the CLIP "
                          "output of your checkpoint loader to 'clip'. Or pick 'no guidance'.")
     return empty_prompt(clip) if negative is None else empty_in_place_of(negative, empty_prompt(clip))
+
+
+def check_nag_inputs(before_negative: str, schedule: GuidanceSchedule | None) -> None:
+    if before_negative == "early conditioning":
+        raise ValueError("before_negative is 'early conditioning', and 'nag' is connected: with NAG the steps "
+                         "before negative_start evaluate the positive alone. Pick 'empty prompt' or 'no guidance' "
+                         "(both mean that under NAG), or disconnect 'nag'.")
+    if schedule is not None:
+        raise ValueError("A guidance schedule shapes CFG's guidance, and 'nag' is connected (cfg 1, no CFG). "
+                         "Disconnect the guidance schedule, and time the negative with negative_start and "
+                         "negative_end.")

@@ -13,6 +13,7 @@ from ..samplers.sweep import parse_starts, sweep
 from .auto_start import auto_start_input
 from .delayed_negative import sampling_inputs
 from .guidance_schedule import guidance_schedule_input
+from .nag import nag_input
 from .negative_inputs import CATEGORY, before_negative_inputs, guidance_settings
 
 
@@ -51,6 +52,7 @@ class DelayedNegativeSweep(io.ComfyNode):
                 *before_negative_inputs(),
                 guidance_schedule_input(),
                 auto_start_input(),
+                nag_input(),
             ],
             outputs=[
                 io.Latent.Output("latents", tooltip="Every start's latent, in the order of 'starts' (batch items "
@@ -63,14 +65,14 @@ class DelayedNegativeSweep(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 starts, timing_unit, before_negative, vae, columns, clip=None, early_conditioning=None,
-                guidance_schedule=None, auto_start=None):
+                guidance_schedule=None, auto_start=None, nag=None):
         chosen = parse_starts(starts)
         # The shared checks, and the early conditioning built once for every start that needs it
         # (as for any start after step 0; a start of 0 leaves it unused).
         _, early = guidance_settings(cfg, 1.0, NEVER, "step", before_negative, clip, early_conditioning,
-                                     guidance_schedule, model, negative)
+                                     guidance_schedule, model, negative, nag)
         result = sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, chosen,
-                       timing_unit, early, denoise, guidance_schedule, auto_start)
+                       timing_unit, early, denoise, guidance_schedule, auto_start, nag)
         out, images, labels = result.decoded(latent_image, vae)
         grid = labelled_grid([images[index:index + 1] for index in range(images.shape[0])], labels, columns)
         return io.NodeOutput(out, images, grid)

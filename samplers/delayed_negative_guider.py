@@ -9,6 +9,14 @@ at cfg 1). Every evaluation goes through ComfyUI's own `sampling_function`, so c
 timestep ranges, areas, masks and ControlNets, and other packs' cfg / pre-cfg / post-cfg
 functions all see the real unconditional prediction of that step.
 
+At cfg 1 the negative can act inside the model instead, through normalized attention guidance
+(nag.py): with NAG settings, or with a node on the model that reads the unconditional branch at
+cfg 1 (ComfyUI's NAGuidance), the steps before the window evaluate the positive alone and the
+steps inside it the positive and the negative together, at cfg 1:
+
+    before the window:  eps = eps(positive)
+    inside the window:  eps = eps(positive, with the negative's attention guiding it)
+
 An optional GuidanceSchedule (guidance_schedule.py) shapes the rest per step: the cfg, a
 ramp into the negative, and an interval outside which there is no guidance. An optional
 SharedPrefix (shared_prefix.py) lets a sweep's runs reuse each other's evaluations of the
@@ -22,8 +30,12 @@ import nodes
 
 from ..attention.negative_watch import NegativeWatch, watch_negative
 from .auto_start import AUTO, AutoStart, AutoState, CriticalStepFinder
+from .cfg_check import reads_unconditional_at_cfg1
 from .guidance_schedule import GuidanceSchedule, ramp_shares, resolve_plan
+from .nag import ACTIVE_KEY, NAGSettings
+from .nag_model import with_nag
 from .negative_window import NegativeTiming, NegativeWindow, resolve_window
+from ..clock.notice import tell_user
 from ..clock.step_clock import StepClock
 
 BEFORE_NEGATIVE = ("empty prompt", "early conditioning", "no guidance")
@@ -44,12 +56,15 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
 
     def __init__(self, model_patcher, timing: NegativeTiming, schedule=None, first_step: int = 0,
                  guidance: GuidanceSchedule | None = None, auto: AutoStart | None = None,
-                 auto_state: AutoState | None = None):
+                 auto_state: AutoState | None = None, nag: NAGSettings | None = None):
         self.auto = (auto or AutoStart()) if timing.unit == AUTO else None
         self.auto_state = auto_state
         self.watch = NegativeWatch() if self.auto else None
         if self.watch is not None:
             model_patcher = watch_negative(model_patcher, self.watch)
+        self.nag = nag
+        if nag is not None:
+            model_patcher = with_nag(model_patcher)
         super().__init__(model_patcher)
         self.timing = timing
         self.schedule = schedule
@@ -61,6 +76,7 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
         self.plan = None
         self.clock = None
         self.step = None  # the step of the evaluation under way (outer_predict_noise)
+        self.in_attention = False  # the negative acts through the model's attention at cfg 1 (NAG), this run
 
     def set_conds(self, positive, negative, before_negative=None):
         conds = {"positive": positive, "negative": negative}
@@ -89,6 +105,11 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
             self.watch.positive_uuids = {cond.get("uuid") for cond in self.conds.get("positive") or []} - {None}
             self.window = NegativeWindow(self.finder.start_step, len(full_schedule) - 1)
         self.plan = resolve_plan(self.guidance, self.cfg, full_schedule)
+        self.in_attention = self.nag is not None or (self.cfg <= 1.0 and reads_unconditional_at_cfg1(self.model_patcher))
+        if self.in_attention and self.auto is None and self.shared is None and self.window.start_step >= len(full_schedule) - 1:
+            tell_user(f"The negative prompt never acts in this run: its start (step {self.window.start_step}) is at "
+                      f"or past the last of the {len(full_schedule) - 1} steps, so every step evaluates the "
+                      "positive alone. Lower negative_start to let NAG use it.")
         self.clock = StepClock.learn(sampler, self, sigmas, noise, latent_image, denoise_mask, self.model_options,
                                      seed, self.first_step)
         samples = super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
@@ -99,6 +120,8 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
 
     def unconditional(self, step: int):
         """The unconditional conds of a step, or None for no guidance."""
+        if self.in_attention:
+            return self.conds.get("negative") if self.window.uses_negative(step) else None
         if not self.plan.guided_at(step):
             return None
         if self.window.uses_negative(step):
@@ -137,6 +160,8 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
     def guided_prediction(self, step, x, timestep, model_options, seed):
         positive = self.conds.get("positive")
         uncond = self.unconditional(step)
+        if self.in_attention:
+            return self.attention_guided_prediction(positive, uncond, x, timestep, model_options, seed)
         cfg = self.plan.cfg_at(step)
         if uncond is None:
             cfg = 1.0
@@ -146,3 +171,27 @@ class DelayedNegativeGuider(comfy.samplers.CFGGuider):
                 uncond = positive
         return comfy.samplers.sampling_function(self.inner_model, x, timestep, uncond, positive, cfg,
                                                 model_options=model_options, seed=seed)
+
+    def attention_guided_prediction(self, positive, negative, x, timestep, model_options, seed):
+        """At cfg 1: the positive alone (negative None), or the positive and the negative in one
+        batch with the negative acting in the attention (this guider's NAG settings, or the
+        model's own NAGuidance)."""
+        if negative is None:
+            if self.sampler_reads_unconditional(model_options):
+                negative = positive  # CFG++ samplers: the plain step, as in guided_prediction
+            else:  # the model's NAGuidance asks for the unconditional branch at cfg 1: not before the start
+                model_options = {**model_options, "disable_cfg1_optimization": False}
+        else:
+            model_options = {**model_options, "disable_cfg1_optimization": True}
+            if self.nag is not None:
+                options = model_options.get("transformer_options", {})
+                model_options["transformer_options"] = {**options, ACTIVE_KEY: self.nag}
+        return comfy.samplers.sampling_function(self.inner_model, x, timestep, negative, positive, 1.0,
+                                                model_options=model_options, seed=seed)
+
+    def sampler_reads_unconditional(self, model_options) -> bool:
+        """Whether the sampler itself (a CFG++ one) added a post-cfg function that reads the
+        unconditional prediction, beyond the model's own."""
+        return model_options.get("disable_cfg1_optimization", False) and \
+            len(model_options.get("sampler_post_cfg_function", [])) > \
+            len(self.model_options.get("sampler_post_cfg_function", []))

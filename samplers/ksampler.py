@@ -20,6 +20,7 @@ import torch
 from .auto_start import AutoStart
 from .delayed_negative_guider import DelayedNegativeGuider
 from .guidance_schedule import GuidanceSchedule
+from .nag import NAGSettings
 from .negative_window import NegativeTiming
 from .shared_prefix import SharedPrefix
 
@@ -37,7 +38,7 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
                               timing: NegativeTiming, before_negative=None, denoise=1.0, add_noise=True,
                               start_at_step=None, end_at_step=None, return_with_leftover_noise=False,
                               guidance: GuidanceSchedule | None = None, shared: SharedPrefix | None = None,
-                              auto: AutoStart | None = None):
+                              auto: AutoStart | None = None, nag: NAGSettings | None = None):
     """Run one sampling pass; returns the output LATENT dict, as the stock nodes do."""
     schedule = full_schedule(model, steps, sampler_name, scheduler, denoise)
     sigmas = schedule
@@ -58,7 +59,8 @@ def delayed_negative_ksampler(model, seed, steps, cfg, sampler_name, scheduler, 
     else:
         noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
-    guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance, auto, latent.get(AUTO_STATE_KEY))
+    guider = DelayedNegativeGuider(model, timing, schedule, first_step, guidance, auto, latent.get(AUTO_STATE_KEY),
+                                   nag)
     guider.set_conds(positive, negative, before_negative)
     guider.set_cfg(cfg)
     guider.shared = shared

@@ -85,9 +85,10 @@ class SweepResult:
 
 
 def sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, starts: list[SweepStart],
-          unit: str, before_negative, denoise=1.0, guidance=None, auto=None) -> SweepResult:
+          unit: str, before_negative, denoise=1.0, guidance=None, auto=None, nag=None) -> SweepResult:
     """Sample once per start; `before_negative` is the conditioning used before each start, `auto`
-    the automatic start's settings (AutoStart; None for the defaults)."""
+    the automatic start's settings (AutoStart; None for the defaults), `nag` the NAG settings at
+    cfg 1 (NAGSettings; None: through CFG)."""
     schedule = full_schedule(model, steps, sampler_name, scheduler, denoise)
     last = len(schedule) - 1
     timings = [NegativeTiming(0.0, NEVER, AUTO) if start.automatic
@@ -105,7 +106,7 @@ def sweep(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, 
         shared.begin_run(reuse_before=min(first_steps[index], previous_start))
         results[index] = delayed_negative_ksampler(
             model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, timings[index],
-            before_negative, denoise=denoise, guidance=guidance, shared=shared, auto=auto)
+            before_negative, denoise=denoise, guidance=guidance, shared=shared, auto=auto, nag=nag)
         started = results[index].get(NEGATIVE_START_KEY)
         previous_start = last if started is None else started
     labels = [auto_label(results[index].get(NEGATIVE_START_KEY)) if start.automatic else start.label
