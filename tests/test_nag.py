@@ -18,6 +18,7 @@ import pytest
 import torch
 from devtools.models.tiny_models import tiny_sd15
 
+import model_stacks
 import nag_reference
 import stock
 from delayed_negative.attention.record_model import record_attention
@@ -244,3 +245,29 @@ def test_the_input_model_and_conditioning_are_left_as_they_were(sd15, prompts):
     DelayedNegativeKSampler.execute(sd15, **sampler_inputs(prompts, positive=c["positive"], negative=c["negative"]))
     assert repr(sd15.model_options) == options
     assert torch.equal(before[0], c["positive"][0][0]) and torch.equal(before[1], c["negative"][0][0])
+
+
+# 5. Another pack's patch at the same point keeps working ---------------------------------------------------
+
+@pytest.mark.parametrize("key", ["3-part", "2-part"])
+def test_another_packs_cross_attention_patch_keeps_working_under_nag(sd15, prompts, key):
+    calls = []
+
+    def other_pack(q, k, v, extra_options):
+        calls.append(tuple(extra_options["cond_or_uncond"]))
+        return model_stacks.ipadapter_like(q, k, v, extra_options)
+
+    patched = sd15.clone()
+    patched.set_model_attn2_replace(other_pack, "input", 1, transformer_index=0 if key == "3-part" else None)
+    with_other = nag_ksampler(patched, prompts, 3)
+    assert calls and (0, 1) in [tuple(sorted(call)) for call in calls], "the other patch must see NAG's batch"
+    assert len(calls) == STEPS, "the other patch runs once per evaluation on its layer"
+    assert not torch.equal(with_other, nag_ksampler(sd15, prompts, 3))
+    # Before the start it is exactly the stock cfg-1 run on the patched model.
+    c = conds(prompts)
+    assert torch.equal(
+        DelayedNegativeKSamplerAdvanced.execute(patched, "enable", SEED, STEPS, 1.0, "euler", "normal",
+                                                c["positive"], c["negative"], stock.empty_latent(), 0, 3, "enable", 3,
+                                                -1, "step", "empty prompt", nag=NAG)[0]["samples"],
+        stock.ksampler_advanced(patched, "enable", SEED, STEPS, 1.0, "euler", "normal", c["positive"], c["negative"],
+                                stock.empty_latent(), 0, 3, "enable")["samples"])

@@ -58,9 +58,10 @@ def reference_nag_model(spec, model):
     (the last ones of a joint sequence; the whole output of a cross-attention to the text), when the
     batch holds both branches, both get the formula's result; evaluated at cfg 1 like NAGuidance."""
     tokens = image_tokens(spec, model)
+    previous = model.model_options.get("transformer_options", {}).get("optimized_attention_override")
 
     def override(func, *args, **kwargs):
-        out = func(*args, **kwargs)
+        out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
         options = kwargs.get("transformer_options") or {}
         branches = options.get("cond_or_uncond") or []
         q, k = args[0], args[1]
@@ -163,3 +164,25 @@ def test_core_nag_guidance_on_the_model_works_at_cfg1_from_the_start(name):
     with pytest.raises(ValueError, match="guide twice"):
         DelayedNegativeKSampler.execute(core, SEED, STEPS, 1.0, "euler", "simple", positive, negative, latent, 1.0,
                                         START, -1, "step", "no guidance", nag=NAG)
+
+
+@pytest.mark.parametrize("name", ["flux", "wan21"])
+def test_another_nodes_attention_override_keeps_working_under_nag(name):
+    spec = FAMILIES[name]
+    model = spec.build()
+    generator = torch.Generator().manual_seed(0)
+    positive, negative = spec.conditioning(generator), spec.conditioning(generator)
+    calls = []
+    other = model.clone()
+
+    def override(func, *args, **kwargs):
+        calls.append(len((kwargs.get("transformer_options") or {}).get("cond_or_uncond") or []))
+        return func(*args, **kwargs) * 1.5
+
+    other.model_options["transformer_options"]["optimized_attention_override"] = override
+    guided = pack_chain(other, positive, negative, spec)
+    assert 2 in calls, "the other override must see NAG's batch of two branches"
+    reference = stock_chain(other, reference_nag_model(spec, other), positive, negative, spec)
+    effect = (guided - pack_chain(model, positive, negative, spec)).abs().max()
+    assert effect > 1e-6 * reference.abs().max(), "the other override must change the result"
+    assert (guided - reference).abs().max() < 0.01 * effect
