@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from devtools.models.tiny_dit_models import FAMILIES
+from devtools.models.tiny_dit_models import FAMILIES as MAPPED, Family, tiny_flux
 from devtools.models.tiny_models import tiny_sd15
 
 import nag_reference
@@ -24,9 +24,12 @@ import stock
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler, DelayedNegativeKSamplerAdvanced
 from delayed_negative.samplers.nag import NAGSettings
 
+# Flux dev is sampled at cfg 1 with its guidance embedding (FluxGuidance; 3.5 when none is set).
+FAMILIES = {**MAPPED, "flux_dev": Family("Flux dev (guidance embedding)", lambda: tiny_flux(guidance_embed=True),
+                                         (1, 16, 8, 8), 48, 32)}
 SEED, STEPS, START = 5, 4, 2
 NAG = NAGSettings(5.0, 1.5, 0.5)
-CORE_NAG_FAMILIES = ("flux", "chroma")  # where NAGuidance's attn1_output_patch is called (0.33)
+CORE_NAG_FAMILIES = ("flux", "flux_dev", "chroma")  # where NAGuidance's attn1_output_patch is called (0.33)
 
 try:
     from comfy_extras.nodes_nag import NAGuidance
@@ -122,7 +125,7 @@ def test_each_family_with_the_positive_as_negative_is_the_positive_alone(family)
 
 @needs_core_nag
 @pytest.mark.parametrize("name", CORE_NAG_FAMILIES)
-def test_flux_and_chroma_equal_core_nag_guidance_bit_for_bit(name):
+def test_flux_with_and_without_guidance_embedding_and_chroma_equal_core_nag_guidance_bit_for_bit(name):
     spec = FAMILIES[name]
     model = spec.build()
     generator = torch.Generator().manual_seed(0)
