@@ -16,7 +16,7 @@ import logging
 import comfy.samplers
 import pytest
 import torch
-from devtools.models.tiny_models import tiny_sd15
+from devtools.models.tiny_models import tiny_sd15, tiny_sdxl
 
 import model_stacks
 import nag_reference
@@ -77,6 +77,27 @@ def test_unet_nag_equals_the_formula_written_out_from_hooks(sd15, prompts, start
     effect = (reference - stock_cfg1(sd15, prompts)).abs().max()
     assert effect > 2e-5 * reference.abs().max(), "NAG must visibly change this model's latent, else the comparison proves nothing"
     assert (nag_ksampler(sd15, prompts, start) - reference).abs().max() < 0.01 * effect
+
+
+def test_sdxl_nag_equals_the_formula_written_out_from_hooks():
+    """SDXL: two transformers per block, the middle block too; both prompts with one pooled vector, so
+    that the only difference between the branches is the text the cross-attention reads."""
+    model = tiny_sdxl()
+    generator = torch.Generator().manual_seed(0)
+    context = {name: torch.randn(1, 77, 2048, generator=generator) for name in ("positive", "negative")}
+    pooled = torch.randn(1, 1280, generator=generator)
+    c = {name: [[tensor, {"pooled_output": pooled, "width": 64, "height": 64, "target_width": 64,
+                          "target_height": 64}]] for name, tensor in context.items()}
+    reference_model = nag_reference.unet_with_reference_nag(model, context["negative"], NAG.scale, NAG.tau, NAG.alpha)
+    latent = stock.empty_latent()
+    reference = stock.ksampler(reference_model, SEED, 4, 1.0, "euler", "normal", c["positive"], c["negative"],
+                               latent)["samples"]
+    plain = stock.ksampler(model, SEED, 4, 1.0, "euler", "normal", c["positive"], c["negative"], latent)["samples"]
+    ours = DelayedNegativeKSampler.execute(model, SEED, 4, 1.0, "euler", "normal", c["positive"], c["negative"],
+                                           latent, 1.0, 0, -1, "step", "no guidance", nag=NAG)[0]["samples"]
+    effect = (reference - plain).abs().max()
+    assert effect > 1e-5 * reference.abs().max()
+    assert (ours - reference).abs().max() < 0.01 * effect
 
 
 def rounding_apart(ours, reference) -> bool:
