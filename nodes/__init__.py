@@ -9,6 +9,7 @@ from .attention_text_encode import NODES as TEXT_ENCODE_NODES
 from .attention_viewer import NODES as VIEWER_NODES
 from .auto_start import NODES as AUTO_START_NODES
 from .delayed_negative import NODES as DELAYED_NEGATIVE_NODES
+from .explain_image import NODES as EXPLAIN_IMAGE_NODES
 from .guidance_schedule import NODES as GUIDANCE_SCHEDULE_NODES
 from .image_grid import NODES as IMAGE_GRID_NODES
 from .nag import NODES as NAG_NODES
@@ -19,7 +20,7 @@ class DelayedNegativeExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [*DELAYED_NEGATIVE_NODES, *GUIDANCE_SCHEDULE_NODES, *AUTO_START_NODES, *NAG_NODES, *SWEEP_NODES,
-                *TEXT_ENCODE_NODES, *ATTENTION_NODES, *VIEWER_NODES, *IMAGE_GRID_NODES]
+                *TEXT_ENCODE_NODES, *ATTENTION_NODES, *EXPLAIN_IMAGE_NODES, *VIEWER_NODES, *IMAGE_GRID_NODES]
 
 
 async def comfy_entrypoint() -> DelayedNegativeExtension:
