@@ -6,8 +6,9 @@ image's latent is noised to the sigma that step starts at, with ComfyUI's noise 
 (comfy.sample.prepare_noise, scaled by the model's own noise_scaling), and the model is evaluated
 once there through ComfyUI's CFGGuider, positive and unconditional branch at the cfg given. That
 is exactly what the stock KSampler Advanced does at the first step of a pass that starts at that
-step (add_noise on, the same seed), so the recorder sees a stock evaluation: the stock euler
-sampler over [sigma of the step, sigma of the next] evaluates the model once, at the first.
+step (add_noise on, the same seed), so the recorder sees a stock evaluation: a sampler of one model
+evaluation, at the first of [sigma of the step, sigma of the next], as every stock sampler's
+first step evaluates it.
 
 Every chosen step starts from the clean latent and the same noise, so the steps differ only in
 their noise level. The maps of the runs are put side by side: the ATTENTION_MAPS' step i is the
@@ -23,10 +24,15 @@ from comfy.patcher_extension import WrappersMP
 from ..attention.maps import AttentionMaps
 from ..attention.record_model import WRAPPER_KEY
 from ..attention.recording import AttentionRecording
-from .ksampler import full_schedule
 
-# Its one step evaluates the model once, at the step's own sigma, and the recorder's clock knows it.
-ONE_EVALUATION_SAMPLER = "euler"
+
+
+def evaluate_once(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """A sampler (k-diffusion form) that evaluates the model once, at sigmas[0], and returns its prediction."""
+    return model(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+
+
+ONE_EVALUATION = comfy.samplers.KSAMPLER(evaluate_once)
 
 
 def chosen_steps(text: str, steps: int) -> list[int]:
@@ -59,7 +65,7 @@ def explain_latent(model, recording: AttentionRecording, latent: dict, positive,
     if WRAPPER_KEY not in model.wrappers.get(WrappersMP.SAMPLER_SAMPLE, {}):
         raise ValueError("This model does not record attention: connect the MODEL output of Record Attention "
                          "Maps (and its recording output) to Explain Image.")
-    schedule = full_schedule(model, steps, ONE_EVALUATION_SAMPLER, scheduler)
+    schedule = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
     chosen = chosen_steps(explain_steps, len(schedule) - 1)
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
@@ -79,7 +85,7 @@ def evaluate_at(model, recording: AttentionRecording, sigmas, noise, latent_imag
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
-    guider.sample(noise, latent_image, comfy.samplers.sampler_object(ONE_EVALUATION_SAMPLER), sigmas,
+    guider.sample(noise, latent_image, ONE_EVALUATION, sigmas,
                   denoise_mask=noise_mask, disable_pbar=True, seed=seed)
     if recording.sums is None or recording.sums is before:
         raise ValueError("The model recorded into another recording: connect the MODEL and the recording "
