@@ -123,3 +123,22 @@ study: setup
 	$(PY) -m devtools.toy_model.study
 	$(PY) -m devtools.toy_model.auto_start_study
 	$(PY) -m devtools.toy_model.word_timing
+
+# The GPU run (devtools/gpu_bench/; docs/performance.md, "GPU run"). `make gpu-bundle` fills .gpu-bundle/
+# here with what a bare CUDA machine without network lacks (ComfyUI's sources, torchsde, trampoline,
+# torchvision for torch 2.11, a stand-in for PyAV), then runs the tiny GPU run on the CPU with only that
+# machine's packages and the bundle. `make bench-gpu` runs on that machine (python3 with torch, no .venv):
+# full-size SDXL, Wan 2.1 1.3B and Flux dev, under 10 minutes; the results go to BENCH_OUT.
+GPU_BUNDLE := .gpu-bundle
+GPU_PYTHON ?= python3
+BENCH_OUT ?= .artifacts/gpu-bench
+
+.PHONY: gpu-bundle bench-gpu
+
+gpu-bundle: $(VENV)/.installed
+	@$(PY) -m devtools.host.comfyui_home >/dev/null
+	$(PY) -m devtools.gpu_bench.bundle fill $(GPU_BUNDLE)
+	nice $(PY) -m devtools.gpu_bench.bundle check $(GPU_BUNDLE)
+
+bench-gpu:
+	$(GPU_PYTHON) -m devtools.gpu_bench.run --bundle $(GPU_BUNDLE) --out $(BENCH_OUT)
