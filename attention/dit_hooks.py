@@ -10,7 +10,8 @@ is about to run with: it returns exactly what would have run without it (the oth
 override, else ComfyUI's own function: the image stays bit-identical, the other node keeps
 working, in either order) and shows the call's queries and keys to the observer, with the
 evaluation's token layout (dit_layout.py). Calls that are not the image attending to the text
-(image self-attention, a Wan image-prompt call) are left alone.
+(image self-attention, a Wan image-prompt call, Z-Image's caption and image refiners) are left
+alone.
 
 A limit no override can lift: after 0.33 a layer may carry its own attention module (newer
 models' blocks do; a checkpoint's metadata can give it e.g. int8 attention). ComfyUI runs an
@@ -21,7 +22,7 @@ tests/test_upstream_changes.py).
 
 from comfy.patcher_extension import WrappersMP
 
-from .dit_layout import TokenLayout, family_of, patch_size
+from .dit_layout import TokenLayout, evaluation_layout
 
 WRAPPER_KEY = "delayed_negative.dit_attention"
 OVERRIDE = "optimized_attention_override"
@@ -56,17 +57,13 @@ def patch_dit_attention(patched, make_override, key: str) -> None:
     """On the clone `patched`, install `make_override(layout, previous)` as the attention override
     of each evaluation, through an APPLY_MODEL wrapper named `key`: `layout` is the evaluation's
     TokenLayout, `previous` the override that was there (another node's), or None."""
-    diffusion_model = patched.get_model_object("diffusion_model")
-    _family, joint = family_of(patched)
-    patch = patch_size(diffusion_model)
-    registers = int(getattr(diffusion_model, "register_length", 0) or 0)
+    layout_of = evaluation_layout(patched)
 
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                     **kwargs):
         if c_crossattn is not None:
             latent = (x.shape[2] if x.ndim == 5 else 1, x.shape[-2], x.shape[-1])
-            layout = TokenLayout(joint, registers, c_crossattn.shape[1], patch, latent)
-            override = make_override(layout, transformer_options.get(OVERRIDE))
+            override = make_override(layout_of(c_crossattn.shape[1], latent), transformer_options.get(OVERRIDE))
             transformer_options = {**transformer_options, OVERRIDE: override}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 

@@ -38,6 +38,7 @@ class AttentionRecording:
         self.step = 0
         self.prompt_of_cond = {}
         self.tokens_of_cond = {}
+        self.prompt_tokens_of_cond = {}
         self.positive_uuids = set()
         self.batch = 0
         self.frames = 1
@@ -79,6 +80,7 @@ class AttentionRecording:
         self.clock = clock
         self.prompt_of_cond = {}  # cond uuids are new on every run
         self.tokens_of_cond = {}
+        self.prompt_tokens_of_cond = {}
 
     def begin_evaluation(self, sigma: float):
         if self.clock is not None:
@@ -96,32 +98,34 @@ class AttentionRecording:
                 self.prompt_of_cond[cond.get("uuid")] = self.prompt_of(chunk, cond)
                 crossattn = getattr(cond.get("model_conds", {}).get("c_crossattn"), "cond", None)
                 self.tokens_of_cond[cond.get("uuid")] = None if crossattn is None else crossattn.shape[1]
+                prompt = prompt_conditioning(cond)
+                self.prompt_tokens_of_cond[cond.get("uuid")] = None if prompt is None else prompt.shape[1]
 
     def prompt_of(self, chunk: int, cond: dict) -> str:
         # By uuid where the guider's conds are known: another node's own evaluation of the
         # unconditional cond alone (Self-Attention Guidance's blurred pass) puts it in chunk 0.
         if cond.get("uuid") in self.positive_uuids or (not self.positive_uuids and chunk == 0):
             return "positive"
-        crossattn = cond.get("model_conds", {}).get("c_crossattn")
-        tensor = getattr(crossattn, "cond", None)
+        tensor = prompt_conditioning(cond)
         empty = self.empty_embedding
         if tensor is not None and empty is not None and tensor.shape[1:] == empty.shape[1:] \
                 and torch.equal(tensor[:1].to(empty), empty[:1]):
             return "empty"
         return "negative"
 
-    def columns_to_gather(self, prompt: str, tokens: int, device, own_tokens: int | None = None):
+    def columns_to_gather(self, prompt: str, tokens: int, device, own_tokens: int | None = None, offset: int = 0):
         """(sorted columns, each word's columns, the columns as an index tensor) for a prompt whose
         encoding has `tokens` columns; worked out once, not on every attention call.
 
         When ComfyUI batches prompts of different lengths (a two-chunk positive beside a one-chunk
         negative) it repeats the shorter one's tokens up to the longer's: `own_tokens` is the
-        prompt's own length, and a word's columns in every copy count.
+        prompt's own length, and a word's columns in every copy count. `offset`: where the prompt's
+        column 0 sits in its own length (Flux.2 pads the conditioning in front).
         """
-        key = (prompt, tokens, device, own_tokens)
+        key = (prompt, tokens, device, own_tokens, offset)
         if key not in self.gather:
             own = own_tokens if own_tokens and tokens % own_tokens == 0 else tokens
-            words = [[c + copy * own for copy in range(tokens // own) for c in columns if c < own]
+            words = [[offset + c + copy * own for copy in range(tokens // own) for c in columns if offset + c < own]
                      for _, columns in self.columns[prompt]]
             columns = sorted({c for word in words for c in word})
             self.gather[key] = columns, words, torch.tensor(columns, device=device)
@@ -168,12 +172,13 @@ class AttentionRecording:
             return text_probabilities(queries[rows], call.keys[rows], columns + layout.text_start, rows_mask)
 
         self.add_call(call.options, queries.shape[0], layout.text_tokens, queries.device, probabilities,
-                      layout.to_latent)
+                      layout.to_latent, layout.prompt_offset)
 
-    def add_call(self, options, rows, tokens, device, probabilities, to_latent):
+    def add_call(self, options, rows, tokens, device, probabilities, to_latent, prompt_offset=None):
         """Add one attention call: `probabilities(rows, columns)` gives [batch, pixels, columns] for
         a chunk's rows and its prompt's text columns; `to_latent` turns [batch, words, pixels] into
-        [words, batch items, height, width] at the latent's resolution."""
+        [words, batch items, height, width] at the latent's resolution; `prompt_offset(prompt's own
+        token count)` where a prompt's column 0 sits in the text (None: at 0)."""
         chunks = options.get("cond_or_uncond", [])
         uuids = options.get("uuids", [None] * len(chunks))
         batch = self.batch
@@ -183,8 +188,9 @@ class AttentionRecording:
             prompt = self.prompt_of_cond.get(uuid, "positive" if chunks[index] == 0 else "negative")
             if not self.columns.get(prompt):
                 continue
+            offset = prompt_offset(self.prompt_tokens_of_cond.get(uuid)) if prompt_offset else 0
             columns, word_columns, index_tensor = self.columns_to_gather(prompt, tokens, device,
-                                                                         self.tokens_of_cond.get(uuid))
+                                                                         self.tokens_of_cond.get(uuid), offset)
             if not columns:
                 continue
             chunk_rows = slice(index * batch, (index + 1) * batch)
@@ -206,6 +212,15 @@ class AttentionRecording:
         counts = self.counts[:, :, None, None, None]
         maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
         return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames, evaluated)
+
+
+def prompt_conditioning(cond: dict):
+    """The conditioning a cond was encoded to, before the model's own changes (Flux.2 pads it in
+    front): ComfyUI keeps it as "cross_attn" beside the model's c_crossattn."""
+    tensor = cond.get("cross_attn")
+    if tensor is None:
+        tensor = getattr(cond.get("model_conds", {}).get("c_crossattn"), "cond", None)
+    return tensor
 
 
 def hidden_attention_message(other_hooks) -> str:

@@ -8,13 +8,20 @@ model's attention keys run over. Each text encoder lays that axis out its own wa
 - Flux and Chroma: T5-XXL tokens only (Flux's CLIP-L gives the pooled vector, no tokens);
 - Wan 2.x: UMT5-XXL tokens;
 - Qwen-Image: Qwen2.5-VL tokens of the prompt inside a chat template, whose head the encoder
-  drops (ComfyUI's rule: from the second <|im_start|>, past "user\n").
+  drops (ComfyUI's rule: from the second <|im_start|>, past "user\n");
+- Z-Image: Qwen3-4B tokens of the prompt inside its chat template, all kept; Flux.2 Klein (0.33):
+  Qwen3-4B or -8B the same way, padded after the template to 512 tokens; Flux.2 dev: Mistral
+  Small 3 tokens, a start token then its system-prompt template around the prompt, all kept
+  (the model pads the conditioning in front to 512 tokens: dit_layout moves the columns).
 A word found in two parts (SD3's CLIP and T5) gets the columns of both.
 """
 
 from .prompt_words import CLIP_PART, END, TokenizerPart, find_word_columns, prompt_words
 
 QWEN_IM_START, QWEN_USER, QWEN_NEWLINE = 151644, 872, 198  # as ComfyUI's QwenImageTEModel reads them
+# Encoders that read the prompt inside their tokenizer's template (llama_template) and keep every token:
+# Qwen3-4B (Z-Image, Flux.2 Klein 4B), Qwen3-8B (Flux.2 Klein 9B), Mistral Small 3 (Flux.2 dev).
+WHOLE_TEMPLATE_KEYS = ("qwen3_4b", "qwen3_8b", "mistral3_24b")
 
 
 def token_parts(clip, tokens: dict) -> list[tuple[TokenizerPart, int]]:
@@ -35,9 +42,12 @@ def token_parts(clip, tokens: dict) -> list[tuple[TokenizerPart, int]]:
     if "qwen25_7b" in keys:
         part = sub_part(clip, "qwen25_7b", template=sub_template(clip.tokenizer), weights=False)
         return [(part, -qwen_template_end(tokens["qwen25_7b"]))]
+    for key in WHOLE_TEMPLATE_KEYS:
+        if key in keys:
+            return [(sub_part(clip, key, template=sub_template(clip.tokenizer), weights=False), 0)]
     raise ValueError(f"Word maps do not know this text encoder (its tokens: {', '.join(sorted(keys))}) yet: they "
-                     "work with the CLIP, T5-XXL, UMT5-XXL and Qwen2.5-VL encoders of SD1.x/SDXL, SD3.x, Flux, "
-                     "Chroma, Wan and Qwen-Image.")
+                     "work with the CLIP, T5-XXL, UMT5-XXL, Qwen2.5-VL, Qwen3 and Mistral Small 3 encoders of "
+                     "SD1.x/SDXL, SD3.x, Flux, Chroma, Wan, Qwen-Image, Z-Image and Flux.2.")
 
 
 def word_columns(clip, prompt: str, words: list[str], prompt_label: str, tokens: dict | None = None
@@ -62,9 +72,10 @@ def every_word(clip, prompt: str, prompt_label: str, tokens: dict | None = None)
 
 
 def end_of_prompt(part: TokenizerPart, prompt: str) -> int:
-    """A templated prompt's <end>: the template's first token after the prompt (<|im_end|>)."""
+    """A templated prompt's <end>: the template's first token after the prompt (<|im_end|>, Mistral's
+    [/INST]), after the start token where the tokenizer puts one (Mistral's <s>)."""
     text, (_start, end) = part.read_text(prompt)
-    return len(part.encode(text[:end]))
+    return int(part.has_start_token) + len(part.encode(text[:end]))
 
 
 def qwen_template_end(chunks: list[list[tuple]]) -> int:

@@ -51,7 +51,10 @@ def instrument(model, embeddings: dict[str, torch.Tensor], log: list):
 
     def name_of(crossattn):
         for name, tensor in embeddings.items():
-            if crossattn.shape == tensor[0].shape and torch.equal(crossattn, tensor[0].to(crossattn)):
+            own = tensor[0].to(crossattn)
+            lead = crossattn.shape[0] - own.shape[0]  # Flux.2's model pads it in front with zeros (model_base.Flux2)
+            if lead >= 0 and crossattn.shape[1:] == own.shape[1:] and torch.equal(crossattn[lead:], own) \
+                    and not crossattn[:lead].any():
                 return name
         return "unknown"
 

@@ -1,15 +1,17 @@
-"""Attention maps on the DiT families: SD3.x (MMDiT), Flux with CFG, Qwen-Image and Wan 2.1 video,
-each a small in-memory model of ComfyUI's own classes (devtools/models/tiny_dit_models.py), sampled by
-KSampler (Delayed Negative) with the recording on the model.
+"""Attention maps on the DiT families: SD3.x (MMDiT), Flux with CFG, Chroma, Flux.2, Qwen-Image,
+Z-Image and Wan 2.1 video, each a small in-memory model of ComfyUI's own classes
+(devtools/models/tiny_dit_models.py), sampled by KSampler (Delayed Negative) with the recording on
+the model.
 
 The reference takes every attention call's queries and keys from its own attention override
 (the arguments ComfyUI hands the attention function: after RoPE and the q/k norms), keeps the
 calls whose keys hold the text (12 text tokens first and 16 image tokens per frame after them in
-joint attention; the 12 text tokens alone in Wan's cross-attention), writes softmax(q·kᵀ/√d) out
-per head in float64 over the *whole* key axis, sums the word's columns over the image queries,
-averages the heads, lays the 4 x 4 image tokens of each frame on the 8 x 8 latent (each token
-covers a 2 x 2 patch) and averages the calls of each step. Conditioning tensors are random ones
-of each family's text width, so the words' columns are written by hand.
+joint attention; the 12 text tokens alone in Wan's cross-attention; Flux.2 and Z-Image lay the
+text out their own way, TEXT_IN_SEQUENCE), writes softmax(q·kᵀ/√d) out per head in float64 over
+the *whole* key axis, sums the word's columns over the image queries, averages the heads, lays
+the 4 x 4 image tokens of each frame on the latent (each token covers a 2 x 2 patch, Flux.2's a
+1 x 1) and averages the calls of each step. Conditioning tensors are random ones of each family's
+text width, so the words' columns are written by hand.
 """
 
 import math
@@ -18,18 +20,24 @@ import pytest
 import torch
 
 from delayed_negative.attention.dit_hooks import TextAttentionCall
-from delayed_negative.attention.dit_layout import TokenLayout
+from delayed_negative.attention.dit_layout import TokenLayout, evaluation_layout
 from delayed_negative.attention.joint_share import text_probabilities
 from delayed_negative.attention.record_model import record_attention
 from delayed_negative.attention.recording import AttentionRecording
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
-from devtools.models.tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_flux2, tiny_sd3
+from devtools.models.tiny_dit_models import FAMILIES, TEXT_TOKENS, tiny_auraflow, tiny_flux2, tiny_sd3, tiny_z_image
 
 SEED, STEPS, CFG, START = 11, 4, 4.0, 2
 COLUMNS = {"positive": [("first", [0, 1]), ("later", [5, 9])], "negative": [("blur", [2, 3, 4])],
            "empty": [("<end>", [1])]}
-TEXT_CALLS_PER_EVALUATION = {"sd3": 2, "flux": 2, "chroma": 2, "qwen_image": 1, "wan21": 1}  # blocks attending to the text
-JOINT = {"sd3": True, "flux": True, "chroma": True, "qwen_image": True, "wan21": False}
+TEXT_CALLS_PER_EVALUATION = {"sd3": 2, "flux": 2, "chroma": 2, "qwen_image": 1, "wan21": 1,  # blocks attending to the text
+                             "flux2": 2, "z_image": 1}  # Z-Image: its refiners see the caption or the image alone
+JOINT = {"sd3": True, "flux": True, "chroma": True, "qwen_image": True, "wan21": False, "flux2": True, "z_image": True}
+# Joint sequences that are not [12 text tokens, image]: (text tokens before the image, the prompt's column 0 among
+# them, tokens after the image), as ComfyUI's model code lays them out: model_base.Flux2 pads the conditioning in
+# front with zeros to 512 tokens; NextDiT pads the caption and the 16 image tokens with pad tokens to whole 32s.
+TEXT_IN_SEQUENCE = {"flux2": (512, 512 - TEXT_TOKENS, 0), "z_image": (32, 0, 16)}
+PATCH = {"flux2": 1}  # latent pixels per image token side; 2 elsewhere
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES), ids=list(FAMILIES))
@@ -73,14 +81,16 @@ def reference_maps(family, calls, frames):
     joint = JOINT[family["name"]]
     tokens_per_frame = 16
     image_tokens = frames * tokens_per_frame
-    lengths = (TEXT_TOKENS + image_tokens,) * 2 if joint else (image_tokens, TEXT_TOKENS)
+    text, prompt_at, after_image = TEXT_IN_SEQUENCE.get(family["name"], (TEXT_TOKENS, 0, 0))
+    lengths = (text + image_tokens + after_image,) * 2 if joint else (image_tokens, TEXT_TOKENS)
     text_calls = [c for c in calls if (c[0].shape[2], c[1].shape[2]) == lengths]
     per_evaluation = TEXT_CALLS_PER_EVALUATION[family["name"]]
     assert len(text_calls) == STEPS * per_evaluation
+    patch = PATCH.get(family["name"], 2)
     sums = {}
     for number, (q, k, chunks) in enumerate(text_calls):
         step = number // per_evaluation
-        first = TEXT_TOKENS if joint else 0
+        first = text if joint else 0
         q_image = q[:, :, first:first + image_tokens].double()
         scores = q_image @ k.double().transpose(-1, -2) / math.sqrt(q.shape[-1])
         probabilities = torch.softmax(scores, dim=-1)
@@ -88,8 +98,9 @@ def reference_maps(family, calls, frames):
             prompt = "positive" if chunk == 0 else ("negative" if step >= START else "empty")
             words = []
             for _word, columns in COLUMNS[prompt]:
-                share = probabilities[index:index + 1, :, :, columns].sum(-1).mean(1)  # [1, image tokens]
-                grid = share.reshape(frames, 4, 4).repeat_interleave(2, 1).repeat_interleave(2, 2)
+                keys = [prompt_at + c for c in columns]
+                share = probabilities[index:index + 1, :, :, keys].sum(-1).mean(1)  # [1, image tokens]
+                grid = share.reshape(frames, 4, 4).repeat_interleave(patch, 1).repeat_interleave(patch, 2)
                 words.append(grid)
             sums.setdefault((prompt, step), []).append(torch.stack(words))
     return {key: torch.stack(value).mean(0) for key, value in sums.items()}
@@ -99,8 +110,9 @@ def test_maps_equal_an_explicit_softmax_over_the_whole_joint_sequence(family):
     recording = new_recording(family)
     sample(family, record_attention(family["model"], recording))
     maps = recording.snapshot()
-    frames = family["latent"]["samples"].shape[2] if family["latent"]["samples"].ndim == 5 else 1
-    assert maps.frames == frames and maps.maps.shape[2:] == (frames, 8, 8)
+    latent = family["latent"]["samples"]
+    frames = latent.shape[2] if latent.ndim == 5 else 1
+    assert maps.frames == frames and maps.maps.shape[2:] == (frames, *latent.shape[-2:])
     clone, calls = capture_attention(family["model"])
     sample(family, clone)
     reference = reference_maps(family, calls, frames)
@@ -152,9 +164,9 @@ def test_a_dit_asked_for_unet_layers_is_told_to_record_all(family):
 
 
 def test_a_dit_family_not_mapped_is_named():
-    flux2 = tiny_flux2()
-    with pytest.raises(ValueError, match=r"Attention maps do not cover this model \(Flux2\) yet"):
-        record_attention(flux2, AttentionRecording(COLUMNS, None))
+    auraflow = tiny_auraflow()
+    with pytest.raises(ValueError, match=r"Attention maps do not cover this model \(AuraFlow\) yet"):
+        record_attention(auraflow, AttentionRecording(COLUMNS, None))
 
 
 def test_which_calls_are_the_image_attending_to_the_text():
@@ -172,11 +184,29 @@ def test_which_calls_are_the_image_attending_to_the_text():
     # a video exactly as long as its text: self- and cross-attention look alike, and neither is taken
     same = TokenLayout(False, 0, 48, (1, 2, 2), (3, 8, 8))
     assert not same.attends_to_text(48, 48)
+    # Z-Image: 12 caption tokens and 16 image tokens, each padded to 32
+    z_image = TokenLayout(True, 0, 12, (1, 2, 2), (1, 8, 8), text_padding=20, image_padding=16)
+    assert z_image.image_start == 32 and z_image.attends_to_text(64, 64)
+    assert not z_image.attends_to_text(32, 32)  # its caption refiner, or its image refiner
+    assert not z_image.attends_to_text(64 + 32, 64 + 32)  # an omni edit: reference images before the image
+    flux2 = TokenLayout(True, 0, 512, (1, 1, 1), (1, 4, 4), prompt_at_text_end=True)  # a prompt padded in front
+    assert flux2.prompt_offset(12) == 500 and flux2.prompt_offset(512) == flux2.prompt_offset(None) == 0
+    assert joint.prompt_offset(12) == 0
     odd = TokenLayout(True, 0, 12, (1, 2, 2), (1, 7, 9))  # padded up to whole patches: 4 x 5 tokens
     assert odd.grid == (1, 4, 5) and odd.image_tokens == 20
     values = torch.arange(20.0).reshape(1, 1, 20)
     latent = odd.to_latent(values)[0, 0]
     assert latent.shape == (7, 9) and latent[0, 0] == latent[1, 1] == 0 and latent[6, 8] == 19 and latent[2, 0] == 5
+
+
+def test_each_family_s_layout_is_read_from_its_model():
+    z_image = evaluation_layout(tiny_z_image())  # NextDiT's pad_tokens_multiple: 32
+    assert z_image(12, (1, 8, 8)) == TokenLayout(True, 0, 12, (1, 2, 2), (1, 8, 8), text_padding=20, image_padding=16)
+    assert z_image(64, (1, 16, 16)) == TokenLayout(True, 0, 64, (1, 2, 2), (1, 16, 16), text_padding=0, image_padding=0)
+    assert evaluation_layout(tiny_flux2())(512, (1, 4, 4)) == TokenLayout(True, 0, 512, (1, 1, 1), (1, 4, 4),
+                                                                          prompt_at_text_end=True)
+    # the families mapped before keep their layout: registers first, anything after the image
+    assert evaluation_layout(tiny_sd3(registers=2))(12, (1, 8, 8)) == TokenLayout(True, 2, 12, (1, 2, 2), (1, 8, 8))
 
 
 # --- the pieces, on known tensors ------------------------------------------------------------------------------
@@ -296,3 +326,30 @@ def test_a_masked_joint_call_with_reference_tokens_is_recorded_from_the_image_ro
         rows = probabilities[chunk * batch:(chunk + 1) * batch, :, :, columns].sum(-1).mean(1)  # [batch, 4]
         expected = rows.reshape(batch, 2, 2).repeat_interleave(2, 1).repeat_interleave(2, 2)
         torch.testing.assert_close(maps[track].double(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_prompts_padded_in_front_are_read_at_the_end_of_the_text():
+    """Flux.2's model pads each prompt's conditioning in front up to the text's length (8 here): a positive of
+    3 tokens and a negative of 5 in one call, each word's columns moved by its own prompt's padding."""
+    from comfy.conds import CONDRegular
+
+    generator = torch.Generator().manual_seed(1)
+    recording = AttentionRecording({"positive": [("a", [0, 2])], "negative": [("b", [1])], "empty": []}, None)
+    recording.begin_run(None, torch.tensor([1.0, 0.0]), (1, 128, 2, 2))
+    conds = []
+    for uuid, tokens in (("p", 3), ("n", 5)):
+        prompt = torch.randn(1, tokens, 4, generator=generator)
+        padded = torch.nn.functional.pad(prompt, (0, 0, 8 - tokens, 0))
+        conds.append([{"uuid": uuid, "cross_attn": prompt, "model_conds": {"c_crossattn": CONDRegular(padded)}}])
+    recording.name_conds(conds)
+    text, image, heads, dim = 8, 4, 2, 4
+    queries, keys = torch.randn(2, 2, heads, text + image, dim, generator=generator)
+    options = {"cond_or_uncond": [0, 1], "uuids": ["p", "n"]}
+    call = TextAttentionCall((queries, keys, keys, heads), {"skip_reshape": True, "transformer_options": options})
+    recording.add_text_attention(call, TokenLayout(True, 0, text, (1, 1, 1), (1, 2, 2), prompt_at_text_end=True))
+    maps = recording.snapshot().maps[0]  # [tracks, items, 2, 2]
+    probabilities = torch.softmax(queries.double() @ keys.double().transpose(-1, -2) / math.sqrt(dim), -1)[:, :, text:]
+    for track, (row, keys_of_word) in enumerate(((0, [5, 7]), (1, [4]))):  # columns [0, 2] + 5, [1] + 3
+        expected = probabilities[row:row + 1, :, :, keys_of_word].sum(-1).mean(1).reshape(1, 2, 2)
+        torch.testing.assert_close(maps[track].double(), expected, rtol=1e-5, atol=1e-7)
+    assert recording.prompt_of_cond == {"p": "positive", "n": "negative"}

@@ -1,24 +1,28 @@
 """Words to conditioning columns for the DiT families' text encoders, with ComfyUI's own tokenizers.
 
 The tokenizers are ComfyUI's real classes and vocabularies (SD3's CLIP-L + CLIP-G + T5-XXL, Flux's
-CLIP-L + T5-XXL, Qwen-Image's Qwen2.5-VL with its chat template, Wan's UMT5-XXL sentencepiece,
-here a small one trained for the test, as Wan's comes inside the text-encoder file). The encoders
-themselves (T5-XXL, UMT5-XXL, Qwen2.5-VL 7B) are fixed-size models of several billion weights that
-ComfyUI will not load smaller, so the CLIP here is ComfyUI's tokenizer with a record of which
-encoders are loaded; where the conditioning puts each part is checked against ComfyUI's own
-encode code by reading it (SD3ClipModel.encode_token_weights, QwenImageTEModel's template cut).
+CLIP-L + T5-XXL, Qwen-Image's Qwen2.5-VL with its chat template, Z-Image's and Flux.2 Klein's Qwen3
+with theirs, Wan's UMT5-XXL sentencepiece and Flux.2 dev's Mistral Small 3 tekken vocabulary, here
+small ones made for the test, as both come inside the text-encoder file). The encoders
+themselves (T5-XXL, UMT5-XXL, Qwen2.5-VL 7B, Qwen3, Mistral Small 3) are fixed-size models of
+billions of weights that ComfyUI will not load smaller, so the CLIP here is ComfyUI's tokenizer
+with a record of which encoders are loaded; where the conditioning puts each part is checked
+against ComfyUI's own encode code by reading it (SD3ClipModel.encode_token_weights,
+QwenImageTEModel's template cut; ZImageTEModel and Flux2TEModel keep every token).
 
 The reference for a word's columns: the tokens at those columns, decoded by the same tokenizer,
 spell the word; and no other column does.
 """
 
+import base64
 import io
+import json
 from types import SimpleNamespace
 
 import pytest
 import sentencepiece
 import torch
-from comfy.text_encoders import flux, pixart_t5, qwen_image, sd3_clip, wan
+from comfy.text_encoders import flux, pixart_t5, qwen_image, sd3_clip, wan, z_image
 
 from delayed_negative.attention.prompt_words import CLIP_PART, find_word_columns
 from delayed_negative.attention.text_encoders import qwen_template_end, sub_tokenizer, token_parts, word_columns
@@ -122,10 +126,11 @@ def test_wan_words_are_umt5_columns(umt5_tokenizer):
 def test_every_word_and_the_empty_prompt_for_each_family(umt5_tokenizer):
     clips = {"flux": TokenizerOnlyClip(flux.FluxTokenizer(), clip_l=True, t5xxl=True),
              "qwen": TokenizerOnlyClip(qwen_image.QwenImageTokenizer()),
+             "z_image": TokenizerOnlyClip(z_image.ZImageTokenizer()),
              "wan": TokenizerOnlyClip(umt5_tokenizer)}
     for name, clip in clips.items():
         words = [word for word, _columns in columns_for(clip, PROMPT, "", "positive prompt")]
-        hat = "hat:1.2" if name == "qwen" else "hat"  # Qwen-Image reads weights as text
+        hat = "hat:1.2" if name in ("qwen", "z_image") else "hat"  # Qwen-Image and Z-Image read weights as text
         assert words == ["a", "portrait", "of", "man", "red", hat, "and", "scarf"], name  # each word once
         assert [len(columns) for _word, columns in empty_columns(clip)] == [1], name
 
@@ -226,3 +231,86 @@ def test_qwen_image_end_is_the_template_s_first_token_after_the_prompt_and_there
     if not text:
         # the encoder keeps the template from "user\n" on: the empty prompt's <|im_end|> is its column 0
         assert found["<end>"] == [0] and empty_columns(clip) == [("<end>", [0])]
+
+
+# --- Z-Image and Flux.2: the prompt inside the tokenizer's template, every token kept ----------------------------
+
+QWEN_IM_END = 151645
+
+
+def test_z_image_words_are_qwen3_columns_counted_from_the_template_s_first_token():
+    tokenizer = z_image.ZImageTokenizer()
+    clip, sub = TokenizerOnlyClip(tokenizer), sub_tokenizer(tokenizer, "qwen3_4b")
+    token_ids = ids(clip, "qwen3_4b")
+    head = len(sub.tokenizer(tokenizer.llama_template.split("{}")[0])["input_ids"])  # <|im_start|> user \n
+    found = word_columns(clip, PROMPT, ["a", "portrait", "man", "scarf", "<end>"], "positive prompt")
+    assert head == 3 and found["a"][0] == head  # ZImageTEModel keeps the template: the prompt starts after it
+    for word in ("portrait", "man", "scarf"):
+        assert decoded(sub, [token_ids[c] for c in found[word]]) == word
+    assert [token_ids[c] for c in found["<end>"]] == [QWEN_IM_END]
+    with pytest.raises(ValueError, match="'user' is not in the positive prompt"):  # the template's, not the prompt's
+        word_columns(clip, PROMPT, ["user"], "positive prompt")
+    empty = word_columns(clip, "", ["<end>"], "empty prompt")["<end>"]
+    assert [ids(clip, "qwen3_4b", "")[c] for c in empty] == [QWEN_IM_END] and empty == [head]
+
+
+KLEIN = getattr(flux, "KleinTokenizer", None)
+
+
+@pytest.mark.skipif(KLEIN is None, reason="this ComfyUI (0.3.75) has no Flux.2 Klein tokenizer "
+                                          "(comfy.text_encoders.flux.KleinTokenizer came later)")
+@pytest.mark.parametrize("key", ["qwen3_4b", "qwen3_8b"])
+def test_flux2_klein_words_are_qwen3_columns_and_the_padding_follows_the_template(key):
+    tokenizer = flux.KleinTokenizer(name=key)
+    clip, sub = TokenizerOnlyClip(tokenizer), sub_tokenizer(tokenizer, key)
+    token_ids = ids(clip, key)
+    found = word_columns(clip, PROMPT, ["man", "red", "<end>"], "positive prompt")  # weights are read as text
+    assert decoded(sub, [token_ids[c] for c in found["man"]]) == "man"
+    assert decoded(sub, [token_ids[c] for c in found["red"]]) == "red"
+    assert [token_ids[c] for c in found["<end>"]] == [QWEN_IM_END]
+    assert len(token_ids) == 512 and found["<end>"][0] < token_ids.index(sub.pad_token)  # padded after the template
+
+
+def tekken_vocabulary(words: list[str]) -> bytes:
+    """A Mistral tekken.json (the layout Flux.2 dev's text-encoder file carries as "tekken_model"): every
+    byte, the words' prefixes with and without a leading space, and the special tokens Flux.2's template uses."""
+    vocabulary = [bytes([value]) for value in range(256)]
+    for word in words:
+        for text in (word, " " + word):
+            encoded = text.encode()
+            vocabulary += [encoded[:end] for end in range(2, len(encoded) + 1) if encoded[:end] not in vocabulary]
+    specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"]
+    return json.dumps({
+        "config": {"pattern": r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                   "num_vocab_tokens": len(vocabulary) + len(specials),
+                   "default_vocab_size": len(vocabulary) + len(specials),
+                   "default_num_special_tokens": len(specials), "version": "v7"},
+        "vocab": [{"rank": rank, "token_bytes": base64.b64encode(token).decode(), "token_str": None}
+                  for rank, token in enumerate(vocabulary)],
+        "special_tokens": [{"rank": rank, "token_str": text, "is_control": True} for rank, text in enumerate(specials)],
+    }).encode()
+
+
+@pytest.fixture(scope="module")
+def mistral_tokenizer():
+    data = tekken_vocabulary(["a", "portrait", "of", "man", "red", "hat", "and", "scarf"])
+    try:
+        return flux.Flux2Tokenizer(tokenizer_data={"tekken_model": torch.ByteTensor(list(data))})
+    except TypeError as error:  # 0.3.75 builds it with transformers' MistralConverter(vocab=...)
+        import transformers
+        pytest.skip(f"this ComfyUI cannot build Flux.2 dev's Mistral tokenizer with transformers "
+                    f"{transformers.__version__} ({error}): its prompts cannot be encoded here at all")
+
+
+def test_flux2_dev_words_are_mistral_columns_after_its_start_token_and_system_prompt(mistral_tokenizer):
+    clip, sub = TokenizerOnlyClip(mistral_tokenizer), sub_tokenizer(mistral_tokenizer, "mistral3_24b")
+    token_ids = ids(clip, "mistral3_24b")
+    found = word_columns(clip, PROMPT, ["<start>", "man", "red", "scarf", "<end>"], "positive prompt")
+    assert [token_ids[c] for c in found["<start>"]] == [1] == [sub.start_token]  # <s>, column 0
+    for word in ("man", "red", "scarf"):  # Flux.2's tokenizer reads weights as text
+        assert decoded(sub, [token_ids[c] for c in found[word]]) == word
+    assert [token_ids[c] for c in found["<end>"]] == [4]  # [/INST], right after the prompt
+    with pytest.raises(ValueError, match="'reasons' is not in the positive prompt"):  # the system prompt's
+        word_columns(clip, PROMPT, ["reasons"], "positive prompt")
+    empty = word_columns(clip, "", ["<end>"], "empty prompt")["<end>"]
+    assert [ids(clip, "mistral3_24b", "")[c] for c in empty] == [4]

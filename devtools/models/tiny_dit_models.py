@@ -1,10 +1,11 @@
 """Small in-memory DiT models of the families people sample today, from ComfyUI's own classes.
 
-Each is the family's real model class (MMDiT for SD3.x, Flux's double/single-stream DiT,
-Qwen-Image's MMDiT, Wan 2.1's video DiT) with its own model sampling (flow matching with the
-family's shift) and latent format (16 channels; Wan's video latents have frames), at a few
-blocks and small widths, with seeded weights. Text conditioning is a random tensor of the
-family's (reduced) text width: these models test sampling paths, not prompts.
+Each is the family's real model class (MMDiT for SD3.x, Flux's double/single-stream DiT, Flux.2's
+on the same architecture, Qwen-Image's MMDiT, Z-Image's NextDiT, Wan 2.1's video DiT) with its
+own model sampling (flow matching with the family's shift) and latent format (16 channels,
+Flux.2's 128; Wan's video latents have frames), at a few blocks and small widths, with seeded
+weights. Text conditioning is a random tensor of the family's (reduced) text width: these models
+test sampling paths, not prompts.
 
 Each entry of FAMILIES gives: the model, the latent shape, and a function making a
 conditioning (a list of [tensor, extras]) from a generator.
@@ -22,7 +23,8 @@ from devtools.models.tiny_models import in_memory_model
 
 TEXT_TOKENS = 12
 # Weights drawn wider than the default 0.02 where the prompt must visibly move the latent: with
-# one block and small widths, Qwen-Image's text otherwise changes it by about 1e-4.
+# one block and small widths, Qwen-Image's text otherwise changes it by about 1e-4, Flux.2's (its
+# 12 tokens among 512) by about 1e-6.
 TEXT_SENSITIVE_STD = 0.1
 
 
@@ -70,10 +72,41 @@ def flux_config(guidance_embed: bool, scale: int = 1) -> dict:
     return config
 
 
-def tiny_flux2(seed: int = 1234):
-    """Flux.2's model class (not mapped by the attention maps yet) on the small Flux architecture."""
-    config = dict(flux_config(False), image_model="flux2")
-    return in_memory_model(supported.Flux2, config, seed)
+def tiny_flux2(seed: int = 1234, scale: int = 1):
+    """Flux.2 (dev and Klein share ComfyUI's Flux2 class): the Flux double/single-stream DiT with
+    Flux.2's traits as ComfyUI's model detection gives them: 128 latent channels in 1 x 1 patches,
+    RoPE over four axes (the fourth the text's position), global modulation, no biases, no pooled
+    vector; its conditioning padded in front to 512 tokens by the model (model_base.Flux2)."""
+    config = {"image_model": "flux2", "in_channels": 128, "out_channels": 128, "patch_size": 1,
+              "hidden_size": 64 * scale, "num_heads": 2 * scale, "axes_dim": [8, 8, 8, 8], "theta": 2000,
+              "mlp_ratio": 3.0, "qkv_bias": False, "depth": scale, "depth_single_blocks": scale,
+              "context_in_dim": 48, "vec_in_dim": None, "guidance_embed": False, "global_modulation": True,
+              "mlp_silu_act": True, "ops_bias": False, "default_ref_method": "index", "ref_index_scale": 10.0}
+    if "txt_ids_dims" in {field.name for field in dataclasses.fields(FluxParams)}:
+        config["txt_ids_dims"] = [3]  # newer releases name the text's RoPE axis (0.3.75: any 4-axis model)
+    return in_memory_model(supported.Flux2, config, seed, std=TEXT_SENSITIVE_STD)
+
+
+def tiny_z_image(seed: int = 1234, scale: int = 1):
+    """Z-Image (Turbo): ComfyUI's NextDiT (model_base.Lumina2) with Z-Image's traits as its model
+    detection gives them: Qwen3 text states through a context refiner, the image through a noise
+    refiner, then joint layers over [caption, image], each padded to whole 32 tokens with learned
+    pad tokens; Z-Image's modulation and time scale. The width is 256 (Z-Image's modulation reads
+    256 features of the timestep embedding)."""
+    config = {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256 * scale,
+              "cap_feat_dim": 48, "n_layers": scale, "n_refiner_layers": 1, "n_heads": 8 * scale,
+              "n_kv_heads": 8 * scale, "qk_norm": True, "axes_dims": [8, 12, 12], "axes_lens": [1536, 512, 512],
+              "rope_theta": 256.0, "ffn_dim_multiplier": 8.0 / 3.0, "z_image_modulation": True,
+              "time_scale": 1000.0, "pad_tokens_multiple": 32}
+    return in_memory_model(supported.ZImage, config, seed)
+
+
+def tiny_auraflow(seed: int = 1234):
+    """AuraFlow's MMDiT (model_base.AuraFlow): a DiT family the attention maps and NAG do not map,
+    for the message that says so (not sampled by the tests)."""
+    config = {"in_channels": 4, "out_channels": 4, "patch_size": 2, "dim": 64, "n_layers": 2, "n_double_layers": 1,
+              "n_heads": 2, "global_conddim": 64, "cond_seq_dim": 48, "max_seq": 64}
+    return in_memory_model(supported.AuraFlow, config, seed)
 
 
 def tiny_chroma(seed: int = 1234, scale: int = 1):
@@ -113,4 +146,6 @@ FAMILIES = {
     "chroma": Family("Chroma", tiny_chroma, (1, 16, 8, 8), 48),
     "qwen_image": Family("Qwen-Image (MMDiT)", tiny_qwen_image, (1, 16, 1, 8, 8), 48),
     "wan21": Family("Wan 2.1 text-to-video", tiny_wan21, (1, 16, 3, 8, 8), 48),
+    "flux2": Family("Flux.2 (dev, Klein)", tiny_flux2, (1, 128, 4, 4), 48),
+    "z_image": Family("Z-Image", tiny_z_image, (1, 16, 8, 8), 48),
 }
