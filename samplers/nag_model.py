@@ -5,10 +5,10 @@
   evaluation on top of any other pack's (attention/unet_hooks.py). ComfyUI's own NAGuidance
   (0.33) patches the self-attention output (attn1_output_patch) instead, which on a UNet sees
   the text only through the layers before it.
-- DiTs (SD3.x, Flux, Chroma, Qwen-Image, Wan): an attention override, added at each evaluation
+- DiTs (SD3.x, Flux, Flux.2, Chroma, Qwen-Image, Z-Image, Wan): an attention override, added at each evaluation
   on top of another node's (attention/dit_hooks.py), guides the output of every call where the
   image attends to the text, on the image tokens (the joint families; the whole output of Wan's
-  cross-attention). On Flux and Chroma that is the tensor ComfyUI's NAGuidance patches.
+  cross-attention; see guided_tokens). On Flux and Chroma that is the tensor ComfyUI's NAGuidance patches.
 
 The hooks act only on evaluations whose transformer_options carry the NAG settings
 (nag.ACTIVE_KEY): the delayed-negative guider sets them on the steps where the negative is in
@@ -54,6 +54,17 @@ def guiding_patch(attend):
     return patch
 
 
+def guided_tokens(layout) -> slice:
+    """The image's tokens in an image-to-text call: all of a cross-attention's queries; in a joint
+    sequence everything after the text (reference images included, as NAGuidance does), but not
+    Z-Image's learned pad tokens after the image."""
+    if not layout.joint:
+        return slice(None)
+    if layout.image_padding is not None:
+        return slice(layout.image_start, layout.image_start + layout.image_tokens)
+    return slice(layout.image_start, None)
+
+
 def guiding_override(layout, previous=None):
     """An attention override returning what `previous` or ComfyUI's own function returns, guided
     on the image tokens where the image attends to the text. Like the recorder's (dit_hooks.
@@ -63,8 +74,7 @@ def guiding_override(layout, previous=None):
         if not layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
             return out
         heads_first_output = args[7] if len(args) > 7 else kwargs.get("skip_output_reshape", False)
-        image = slice(layout.image_start, None) if layout.joint else slice(None)
-        return guide_attention(out, call.options, image, 2 if heads_first_output else 1)
+        return guide_attention(out, call.options, guided_tokens(layout), 2 if heads_first_output else 1)
 
     def override(func, *args, **kwargs):
         out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)

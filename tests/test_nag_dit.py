@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from devtools.models.tiny_dit_models import FAMILIES as MAPPED, Family, tiny_flux
+from devtools.models.tiny_dit_models import FAMILIES as MAPPED, TEXT_TOKENS, Family, tiny_flux
 from devtools.models.tiny_models import tiny_sd15
 
 import nag_reference
@@ -56,11 +56,23 @@ def image_tokens(spec, model) -> int:
     return math.prod(math.ceil(size / step) for size, step in zip((frames, *spec.latent_shape[-2:]), patch))
 
 
+def joint_sequence(spec, model, tokens):
+    """(where the image tokens are in a joint call, the joint call's length or None for any length
+    over the image's): Z-Image pads the caption and the image each to a multiple of its
+    pad_tokens_multiple (text first); the other joint families end with the image."""
+    multiple = getattr(model.get_model_object("diffusion_model"), "pad_tokens_multiple", None)
+    if not multiple:
+        return slice(-tokens, None), None
+    text = math.ceil(TEXT_TOKENS / multiple) * multiple
+    return slice(text, text + tokens), text + math.ceil(tokens / multiple) * multiple
+
+
 def reference_nag_model(spec, model):
     """The model with NAG as an override written here: on calls whose outputs cover the image tokens
-    (the last ones of a joint sequence; the whole output of a cross-attention to the text), when the
-    batch holds both branches, both get the formula's result; evaluated at cfg 1 like NAGuidance."""
+    (in a joint sequence, see joint_sequence; the whole output of a cross-attention to the text), when
+    the batch holds both branches, both get the formula's result; evaluated at cfg 1 like NAGuidance."""
     tokens = image_tokens(spec, model)
+    image, joint_length = joint_sequence(spec, model, tokens)
     previous = model.model_options.get("transformer_options", {}).get("optimized_attention_override")
 
     def override(func, *args, **kwargs):
@@ -69,17 +81,17 @@ def reference_nag_model(spec, model):
         branches = options.get("cond_or_uncond") or []
         q, k = args[0], args[1]
         query_count, key_count = (q.shape[2], k.shape[2]) if kwargs.get("skip_reshape") else (q.shape[1], k.shape[1])
-        joint = query_count == key_count > tokens
+        joint = query_count == key_count > tokens and joint_length in (None, query_count)
         cross = query_count == tokens and key_count != tokens
         if not (joint or cross) or sorted(branches) != [0, 1]:
             return out
         half = out.shape[0] // 2
         rows = {branch: slice(half * i, half * (i + 1)) for i, branch in enumerate(branches)}
-        image = slice(out.shape[1] - tokens, None)
-        guided = nag_reference.nag_formula(out[rows[0], image], out[rows[1], image], NAG.scale, NAG.tau, NAG.alpha)
+        where = image if joint else slice(None)
+        guided = nag_reference.nag_formula(out[rows[0], where], out[rows[1], where], NAG.scale, NAG.tau, NAG.alpha)
         out = out.clone()
-        out[rows[0], image] = guided
-        out[rows[1], image] = guided
+        out[rows[0], where] = guided
+        out[rows[1], where] = guided
         return out
 
     patched = model.clone()
