@@ -97,7 +97,8 @@ class RecordAttentionMaps(io.ComfyNode):
                         "attention). Connect MODEL to any sampler; then Collect Attention Maps after it.",
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL UNet, or an SD3.x, Flux, Flux.2, Chroma, "
-                                                "Qwen-Image, Z-Image or Wan 2.x DiT. It is not changed; a patched copy comes out."),
+                                                "Qwen-Image, Z-Image or Wan 2.x DiT. It is not changed; a patched "
+                                                "copy comes out."),
                 io.Clip.Input("clip", tooltip="The CLIP (text encoder) that encodes the prompts, to find each "
                                               "word's tokens: CLIP, T5-XXL, UMT5-XXL or Qwen2.5-VL."),
                 io.String.Input("positive_prompt", multiline=True, default="",

@@ -6,11 +6,15 @@ from this pack, with all its nodes on the canvas; it is queued with the Run butt
 node shows its images. To run in seconds on a CPU, the frontend's own API prompt for the workflow
 is scaled down (workflow_api: the generated checkpoint of each architecture, a few steps, 64-pixel latents;
 an example made for the toy portraits model keeps it) and written back into the widgets before
-queueing. A screenshot of each example is kept in
-.artifacts/browser/<example>.png, whether it passes or fails.
+queueing. The frontend's API prompt must carry the widget values workflow_api reads from the file.
+An example that loads models no generated model stands in for (Flux dev, a Lightning LoRA:
+workflow_api.runs_on_generated_models) is not queued: the frontend's own API prompt for it goes to the
+server's /prompt validation, which must refuse it for the model files it lacks and nothing else.
+A screenshot of each example is kept in .artifacts/browser/<example>.png, whether it passes or fails.
 """
 
 import json
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +22,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import browser as ui
-from devtools.host.workflow_api import TOY_CHECKPOINT, on_generated_checkpoints, scale_down
+from devtools.host.workflow_api import (TOY_CHECKPOINT, errors_besides_missing_files, on_generated_checkpoints,
+                                       runs_on_generated_models, scale_down, to_api_prompt)
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
@@ -68,6 +73,12 @@ def small_widget_values(prompt: dict, object_info: dict) -> dict:
             for node_id, node in small.items()}
 
 
+def widget_values(prompt: dict) -> dict:
+    """{node id: {input: value}} of an API prompt's values, links left out."""
+    return {node_id: {name: value for name, value in node["inputs"].items() if not isinstance(value, list)}
+            for node_id, node in prompt.items()}
+
+
 def test_there_are_example_workflows_to_open():
     assert EXAMPLES, "example_workflows/ holds no .json workflow"
 
@@ -99,8 +110,13 @@ def test_example_opens_queues_and_shows_its_images(path, server, object_info, pa
     assert not console.errors_from_pack()
 
     prompt = ui.api_prompt(page)
+    assert widget_values(prompt) == widget_values(to_api_prompt(workflow, object_info))
     output_nodes = [node_id for node_id, node in prompt.items() if object_info[node["class_type"]]["output_node"]]
     assert output_nodes, "the workflow has no output node"
+    if not runs_on_generated_models(workflow):
+        answer = server.post("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+        assert not errors_besides_missing_files(answer, prompt), json.dumps(answer, indent=1)[:3000]
+        return
     print("scaled down:", *ui.set_widget_values(page, small_widget_values(prompt, object_info)), sep="\n  ")
     ui.fit_view(page)
     ui.queue_from_ui(page)

@@ -10,26 +10,33 @@ examples' negative "mustache" shows the workflow's shape on real portraits, not 
 result. With --server and real checkpoints (e.g. `make run` with v1-5-pruned-emaonly.safetensors
 installed), pass --checkpoint NAME, and --full to keep the workflows' own image sizes.
 
+A workflow that names a model file the server does not have even then (Flux dev's diffusion model,
+text encoders and VAE; a Lightning LoRA: no generated model stands in for them) is not run: its
+thumbnail is the workflow's own nodes of this pack (its NAG Settings and sampler) as the frontend draws
+them on the canvas (Debian's headless chromium, driven as in the browser tests).
+
 Usage:
     python -m devtools.examples.example_thumbnails [--server URL] [--full] [workflow.json ...]
 """
 
 import argparse
+import io
 import json
 import tempfile
 import time
-import uuid
 import urllib.request
+import uuid
 from pathlib import Path
 
 from PIL import Image
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-from devtools.host.workflow_api import scale_down, to_api_prompt  # noqa: E402
+from devtools.host.workflow_api import files_the_server_lacks, scale_down, to_api_prompt  # noqa: E402
 
 TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"
 TOY_IMAGE_SIZE = 64
 THUMBNAIL_WIDTH = 256
+CANVAS_THUMBNAIL_WIDTH = 512  # drawn nodes: at most this wide, to keep their text legible
 # The toy example's three rows tell its story best, and the chart the attention examples'.
 PREFERRED_PREFIXES = ("toy_glasses_none_stock_delayed", "attention_chart")
 
@@ -93,6 +100,44 @@ def thumbnail(client: Client, prompt: dict, entry: dict) -> Image.Image:
                         Image.LANCZOS)
 
 
+def canvas_picture(url: str, workflow: dict) -> Image.Image:
+    """This pack's nodes of the workflow (its NAG Settings and sampler), drawn at full size by the frontend
+    at `url`: a whole workflow fitted into a thumbnail is drawn without text (litegraph's low-quality zoom)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests import browser as ui
+
+    with sync_playwright() as playwright:
+        chromium = ui.launch(playwright)
+        try:
+            page = chromium.new_page(viewport={"width": 2400, "height": 1600})
+            page.set_default_timeout(90_000)
+            ui.open_frontend(page, url)
+            ui.load_workflow(page, workflow)
+            # Scale 1, the nodes' box moved clear of the frontend's menus and side bar.
+            box = page.evaluate("""() => {
+                const canvas = window.app.canvas, title = LiteGraph.NODE_TITLE_HEIGHT, margin = 24, at = 240;
+                const ours = window.app.graph.nodes.filter(node => String(node.type).startsWith('DelayedNegative'));
+                const left = Math.min(...ours.map(node => node.pos[0])) - margin;
+                const top = Math.min(...ours.map(node => node.pos[1] - title)) - margin;
+                const right = Math.max(...ours.map(node => node.pos[0] + node.size[0])) + margin;
+                const bottom = Math.max(...ours.map(node => node.pos[1] + node.size[1])) + margin;
+                canvas.ds.scale = 1;
+                canvas.ds.offset[0] = at - left;
+                canvas.ds.offset[1] = at - top;
+                canvas.setDirty(true, true);
+                return {x: at, y: at, width: right - left, height: bottom - top};
+            }""")
+            page.wait_for_timeout(1000)
+            picture = Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")
+        finally:
+            chromium.close()
+    if picture.width > CANVAS_THUMBNAIL_WIDTH:
+        height = round(picture.height * CANVAS_THUMBNAIL_WIDTH / picture.width)
+        picture = picture.resize((CANVAS_THUMBNAIL_WIDTH, height), Image.LANCZOS)
+    return picture
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workflows", nargs="*", type=Path,
@@ -111,7 +156,7 @@ def main() -> None:
     if arguments.server:
         client = Client(arguments.server)
     else:
-        from comfy_server import ComfyServer
+        from tests.comfy_server import ComfyServer
 
         server = ComfyServer(Path(tempfile.mkdtemp(prefix="example-thumbnails-"))).start()
         client = Client(server.url)
@@ -128,9 +173,12 @@ def main() -> None:
             if not (arguments.full or made_for_toy):
                 prompt = scale_down(prompt, object_info, arguments.max_steps, arguments.max_latent_size)
             started = time.monotonic()
-            entry = client.run(prompt)
             target = path.with_suffix(".jpg")
-            thumbnail(client, prompt, entry).save(target, "JPEG", quality=85, optimize=True)
+            if files_the_server_lacks(prompt, object_info):
+                picture = canvas_picture(client.url, workflow)
+            else:
+                picture = thumbnail(client, prompt, client.run(prompt))
+            picture.save(target, "JPEG", quality=85, optimize=True)
             print(f"wrote {target.name} ({time.monotonic() - started:.0f} s)", flush=True)
     finally:
         if server is not None:

@@ -3,7 +3,7 @@
 Each example is described below in a few lines of Python: nodes by type, widget values by input
 name, links by input name (`sampler = graph.add("KSampler", model=checkpoint["MODEL"], seed=42)`).
 The node definitions from /object_info turn that into what the frontend saves: widget values in
-the frontend's order (see tests/workflow_api.py, which reads them back), sockets, links, and a
+the frontend's order (see devtools/host/workflow_api.py, which reads them back), sockets, links, and a
 tidy left-to-right layout.
 
 Usage:
@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-from devtools.host.workflow_api import has_control_widget, input_specs, is_widget  # noqa: E402
+from devtools.host.workflow_api import MODEL_FILE_INPUTS, has_control_widget, input_specs, is_widget  # noqa: E402
 
 OUTPUT_FOLDER = PACK_ROOT / "example_workflows"
 SAVED_OBJECT_INFO = Path(__file__).resolve().parent / "example_workflows_object_info.json"
@@ -38,7 +38,7 @@ NOTE_COLOUR = {"color": "#432", "bgcolor": "#653"}
 COLUMN_GAP, ROW_GAP, MARGIN = 60, 40, 40
 SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 110
 VIEWER = "DelayedNegativeAttentionViewer"
-FILE_INPUTS = {"ckpt_name"}  # combos whose options are the server's files, not fixed choices
+FILE_INPUTS = MODEL_FILE_INPUTS  # combos whose options are the server's files, not fixed choices
 
 
 class Output:
@@ -506,6 +506,110 @@ def sd35_attention(object_info) -> Graph:
     return graph
 
 
+def nag_settings(graph: Graph, scale=5.0, tau=1.5, alpha=0.5) -> Node:
+    """NAG Settings, by default at ComfyUI's NAGuidance defaults."""
+    return graph.add("DelayedNegativeNAG", nag_scale=scale, nag_tau=tau, nag_alpha=alpha)
+
+
+def nag_ksampler(graph, model: Output, positive: Output, negative: Output, latent: Output, nag: Node, seed: int,
+                 steps: int, scheduler: str, negative_start: int, title=None) -> Node:
+    """KSampler (Delayed Negative) at cfg 1 with `nag` connected: the positive alone before
+    negative_start, the negative through NAG from it on (no empty prompt, so no clip)."""
+    return graph.add("DelayedNegativeKSampler", title=title, model=model, seed=seed, steps=steps, cfg=1.0,
+                     sampler_name="euler", scheduler=scheduler, positive=positive, negative=negative,
+                     latent_image=latent, denoise=1.0, negative_start=float(negative_start), negative_end=-1.0,
+                     timing_unit="step", before_negative="empty prompt", nag=nag[0])
+
+
+TOY_NAG_SCALE, TOY_NAG_TAU = 7.0, 5.0
+
+
+def toy_nag(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Runs as it is after `make run`, on the toy portraits model (64x64; a toy, not Stable Diffusion). At cfg 1 "
+        "(Flux dev, Lightning and other distilled models run there) classifier-free guidance has no negative "
+        "branch, so a negative prompt does nothing; NAG Settings makes it act inside the model's attention.\n\n"
+        f"\"{TOY_PROMPT}\", the same {TOY_BATCH} seeds three times, {TOY_STEPS} euler steps, cfg 1. Rows: the "
+        "stock KSampler with the negative \"glasses\" (ignored at cfg 1: the positive alone); KSampler (Delayed "
+        f"Negative) with NAG from step 0; with NAG from step {TOY_CRITICAL_STEP} (the positive alone before it). "
+        "Both take the glasses off; the delayed one changes the rest of each face less.\n\n"
+        f"nag_scale {TOY_NAG_SCALE:g} and nag_tau {TOY_NAG_TAU:g}: at the usual tau (1.5-2.5) the toy model's glasses "
+        "only fade. On your model keep cfg at 1, start from the defaults (5, 1.5, 0.5) and raise nag_scale, then "
+        "nag_tau, until the negative acts."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=64, height=64, batch_size=TOY_BATCH)
+    stock = graph.add("KSampler", title="KSampler (stock) at cfg 1: the negative does nothing",
+                      model=checkpoint["MODEL"], seed=TOY_SEED, steps=TOY_STEPS, cfg=1.0, sampler_name="euler",
+                      scheduler="normal", positive=positive[0], negative=negative[0], latent_image=latent[0],
+                      denoise=1.0)
+    nag = nag_settings(graph, scale=TOY_NAG_SCALE, tau=TOY_NAG_TAU)
+    samplers = [stock] + [
+        nag_ksampler(graph, checkpoint["MODEL"], positive[0], negative[0], latent[0], nag, TOY_SEED, TOY_STEPS,
+                     "normal", start, title=f"KSampler (Delayed Negative) at cfg 1: NAG from step {start}")
+        for start in (0, TOY_CRITICAL_STEP)]
+    rows = [decode(graph, checkpoint, sampler[0]) for sampler in samplers]
+    labels = ["stock", "NAG 0", f"NAG {TOY_CRITICAL_STEP}"]
+    comparison = graph.add("DelayedNegativeLabeledImageGrid", title="Rows: stock, NAG from step 0, from step "
+                           f"{TOY_CRITICAL_STEP}", labels=", ".join(label + "," * (TOY_BATCH - 1) for label in labels),
+                           columns=TOY_BATCH, image_1=rows[0][0], image_2=rows[1][0], image_3=rows[2][0])
+    save(graph, comparison[0], "toy_nag_cfg1_stock_nag")
+    return graph
+
+
+FLUX_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE = ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors",
+                                             "ae.safetensors")
+FLUX_STEPS, FLUX_GUIDANCE, FLUX_START = 20, 3.5, 5
+
+
+def flux_dev_nag(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Flux dev at cfg 1 with a delayed negative through NAG. Files as in ComfyUI's Flux dev example: "
+        f"models/diffusion_models/{FLUX_UNET} (weight_dtype fp8_e4m3fn halves its memory), models/text_encoders/"
+        f"{FLUX_CLIP_L} and {FLUX_T5} (or t5xxl_fp8_e4m3fn.safetensors), models/vae/{FLUX_VAE}.\n\n"
+        f"Flux dev is guidance-distilled: FluxGuidance {FLUX_GUIDANCE:g} on the positive does the guiding, the "
+        "sampler runs at cfg 1 and a negative prompt would do nothing. With NAG Settings connected, KSampler "
+        f"(Delayed Negative) samples the positive alone for steps 0-{FLUX_START - 1} and from step {FLUX_START} of "
+        f"{FLUX_STEPS} guides the image tokens of the joint attention away from \"{NEGATIVE}\" (those steps cost "
+        "twice as much). Raise nag_scale for a stronger negative."))
+    model = graph.add("UNETLoader", unet_name=FLUX_UNET, weight_dtype="default")
+    clip = graph.add("DualCLIPLoader", clip_name1=FLUX_CLIP_L, clip_name2=FLUX_T5, type="flux")
+    vae = graph.add("VAELoader", vae_name=FLUX_VAE)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=PROMPT, clip=clip[0])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=clip[0])
+    guided = graph.add("FluxGuidance", conditioning=positive[0], guidance=FLUX_GUIDANCE)
+    latent = graph.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    sampler = nag_ksampler(graph, model[0], guided[0], negative[0], latent[0], nag_settings(graph), SEED,
+                           FLUX_STEPS, "simple", FLUX_START)
+    save(graph, graph.add("VAEDecode", samples=sampler[0], vae=vae[0])[0], "flux_dev_nag")
+    return graph
+
+
+SDXL = "sd_xl_base_1.0.safetensors"
+LIGHTNING_LORA, LIGHTNING_STEPS, LIGHTNING_START = "sdxl_lightning_4step_lora.safetensors", 4, 1
+
+
+def sdxl_lightning_nag(object_info) -> Graph:
+    graph = Graph(object_info, (
+        f"SDXL Lightning at cfg 1 with a delayed negative through NAG: {SDXL} (models/checkpoints) with ByteDance's "
+        f"{LIGHTNING_LORA} (models/loras), {LIGHTNING_STEPS} steps, euler and sgm_uniform as Lightning wants.\n\n"
+        "Lightning samples at cfg 1, where a negative prompt does nothing (and cfg above 1 burns the image). With "
+        f"NAG Settings connected, KSampler (Delayed Negative) samples the positive alone for step 0 and from step "
+        f"{LIGHTNING_START} of {LIGHTNING_STEPS} guides every cross-attention away from \"{NEGATIVE}\". For the "
+        "8-step LoRA set steps 8 and negative_start 2."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=SDXL)
+    lightning = graph.add("LoraLoaderModelOnly", model=checkpoint["MODEL"], lora_name=LIGHTNING_LORA,
+                          strength_model=1.0)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=1024, height=1024, batch_size=1)
+    sampler = nag_ksampler(graph, lightning[0], positive[0], negative[0], latent[0], nag_settings(graph), SEED,
+                           LIGHTNING_STEPS, "sgm_uniform", LIGHTNING_START)
+    save(graph, decode(graph, checkpoint, sampler[0])[0], "sdxl_lightning_nag")
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
@@ -516,6 +620,9 @@ EXAMPLES = {
     "07_toy_model_glasses_removed_attention": toy_glasses,
     "08_toy_model_attention_viewer": toy_viewer,
     "09_sd35_delayed_negative_attention_maps": sd35_attention,
+    "10_toy_model_nag_cfg1_glasses_removed": toy_nag,
+    "11_flux_dev_cfg1_nag_delayed_negative": flux_dev_nag,
+    "12_sdxl_lightning_cfg1_nag_delayed_negative": sdxl_lightning_nag,
 }
 
 

@@ -25,6 +25,13 @@ Subgraphs are not supported.
 Checkpoints. `checkpoint="x.safetensors"` replaces every `ckpt_name`, so an example that names
 "v1-5-pruned-emaonly.safetensors" runs on the generated test checkpoint.
 
+Model files without a stand-in. The generated models are checkpoints, so only `ckpt_name` can be
+mapped. A workflow that loads a model through another loader (a diffusion model alone, its text
+encoders, a VAE, a LoRA: Flux dev, a Lightning LoRA) names files the test machines do not have, at
+sizes they cannot generate (T5-XXL): `runs_on_generated_models` says so, and the tests validate such
+a workflow instead of running it (`errors_besides_missing_files`: the server's /prompt validation
+may find nothing wrong but the model files it lacks).
+
 Scaling down for CPU tests (`scale_down`): `max_steps` caps the sampling steps and
 `max_latent_size` the longer side of empty latents, so an example runs in seconds.
 All step counts in a prompt are scaled by ONE ratio, max_steps / (largest "steps" in the prompt),
@@ -50,6 +57,15 @@ TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"  # an example made
 SD3_FILES = {"sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors", "sd3.5_large_fp8_scaled.safetensors"}
 STANDARD_CHECKPOINTS = {"v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
                         "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT} | SD3_FILES
+# The Flux dev files of ComfyUI's own Flux example, and ByteDance's SDXL Lightning files.
+FLUX_DEV_FILES = {"flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"}
+SDXL_LIGHTNING_FILES = {"sdxl_lightning_4step_lora.safetensors", "sdxl_lightning_8step_lora.safetensors"}
+STANDARD_MODEL_FILES = STANDARD_CHECKPOINTS | FLUX_DEV_FILES | SDXL_LIGHTNING_FILES
+# The inputs that name a model file, and the loaders whose files no generated model stands in for.
+MODEL_FILE_INPUTS = {"ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3", "clip_name4",
+                     "vae_name", "lora_name"}
+LOADERS_WITHOUT_STAND_IN = {"UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader",
+                            "QuadrupleCLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"}
 
 
 def on_generated_checkpoints(prompt: dict) -> dict:
@@ -59,12 +75,60 @@ def on_generated_checkpoints(prompt: dict) -> dict:
         if name not in (None, TOY_CHECKPOINT):
             node["inputs"]["ckpt_name"] = TEST_SD3_CHECKPOINT if name in SD3_FILES else TEST_CHECKPOINT
     return prompt
+
+
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 MUTED, BYPASSED = 2, 4
 STEP_POSITIONS = {"start_at_step", "end_at_step"}
 RECORDED_STEP_POSITIONS = {"first_step", "last_step", "mark_step"}
 NEGATIVE_TIMING = {"negative_start", "negative_end"}
+
+
+def runs_on_generated_models(workflow: dict) -> bool:
+    """Whether every model a UI-format workflow loads comes through a checkpoint loader (which
+    on_generated_checkpoints maps); False if it loads any through LOADERS_WITHOUT_STAND_IN."""
+    return not any(node["type"] in LOADERS_WITHOUT_STAND_IN for node in workflow["nodes"]
+                   if node.get("mode") not in (MUTED, BYPASSED))
+
+
+def model_files(prompt: dict) -> dict[tuple[str, str], str]:
+    """{(node id, input name): file} of every model file an API prompt names."""
+    return {(node_id, name): value for node_id, node in prompt.items() for name, value in node["inputs"].items()
+            if name in MODEL_FILE_INPUTS and isinstance(value, str)}
+
+
+def errors_besides_missing_files(answer: dict, prompt: dict) -> list[str]:
+    """What the server's answer to POST /prompt of `prompt` reports other than model files it does not
+    have ("value_not_in_list" on an input of MODEL_FILE_INPUTS, with the prompt's own value); [] when
+    the prompt was refused for those files alone. A prompt the server accepted is reported too: it was
+    queued, so the check did not stop at validation."""
+    if "prompt_id" in answer:
+        return [f"the server accepted the prompt (queued as {answer['prompt_id']}): it has every model file"]
+    problems = []
+    if answer.get("error", {}).get("type") != "prompt_outputs_failed_validation":
+        problems.append(f"not refused in validation: {answer.get('error')}")
+    named = model_files(prompt)
+    for node_id, entry in answer.get("node_errors", {}).items():
+        for error in entry["errors"]:
+            extra = error.get("extra_info", {})
+            key = (node_id, extra.get("input_name"))
+            if not (error["type"] == "value_not_in_list" and key in named
+                    and extra.get("received_value") == named[key]):
+                problems.append(f"node {node_id} ({entry.get('class_type')}): {error['message']}: {error['details']}")
+    return problems
+
+
+def files_the_server_lacks(prompt: dict, object_info: dict) -> dict[tuple[str, str], str]:
+    """The part of model_files(prompt) that is not among the server's choices for its input."""
+    lacking = {}
+    for (node_id, name), file in model_files(prompt).items():
+        spec = dict(input_specs(object_info[prompt[node_id]["class_type"]]))[name]
+        options = (spec[1] if len(spec) > 1 else {}) or {}
+        choices = spec[0] if isinstance(spec[0], list) else options.get("options", [])
+        if file not in choices:
+            lacking[(node_id, name)] = file
+    return lacking
 
 
 class WorkflowError(ValueError):

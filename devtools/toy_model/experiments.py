@@ -18,7 +18,11 @@ GLASSES_PIXELS = 20  # drawn portraits: with glasses >= 27 dark pixels there, wi
 
 @dataclass(frozen=True)
 class Run:
-    """One sampling set-up; `negative_start` None = the stock KSampler (negative from step 0)."""
+    """One sampling set-up; `negative_start` None = the stock KSampler (negative from step 0; at
+    cfg 1 the positive alone). With `nag` (samplers.nag.NAGSettings; set cfg 1) the negative acts
+    through NAG from `negative_start` on, in `unit` ('step' or 'auto'). `batch_index` samples only
+    those images of the seed's sequence of single-image noises (ComfyUI's batch_index, as Latent
+    From Batch sets it) instead of a batch of `batch`."""
 
     positive: str
     negative: str = ""
@@ -29,6 +33,9 @@ class Run:
     cfg: float = 5.0
     sampler: str = "euler"
     scheduler: str = "normal"
+    unit: str = "step"
+    nag: object = None
+    batch_index: tuple[int, ...] | None = None
 
 
 def load_toy_checkpoint(path: Path = TOY_CHECKPOINT):
@@ -46,6 +53,12 @@ def load_toy_checkpoint(path: Path = TOY_CHECKPOINT):
 
 def sample(checkpoint, run: Run) -> np.ndarray:
     """Decoded images, N x 64 x 64 x 3 in [0, 1]."""
+    return sample_with_start(checkpoint, run)[0]
+
+
+def sample_with_start(checkpoint, run: Run) -> tuple[np.ndarray, int]:
+    """Decoded images, N x 64 x 64 x 3 in [0, 1], and the step the negative started at (the
+    node's negative_start_step: the step 'auto' picked; -1 for never; 0 for the stock KSampler)."""
     from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler
 
     import nodes
@@ -53,15 +66,18 @@ def sample(checkpoint, run: Run) -> np.ndarray:
     model, clip, vae = checkpoint
     positive = nodes.CLIPTextEncode().encode(clip, run.positive)[0]
     negative = nodes.CLIPTextEncode().encode(clip, run.negative)[0]
-    latent = nodes.EmptyLatentImage().generate(64, 64, run.batch)[0]
+    latent = nodes.EmptyLatentImage().generate(64, 64, len(run.batch_index) if run.batch_index else run.batch)[0]
+    if run.batch_index:
+        latent = {**latent, "batch_index": list(run.batch_index)}
     if run.negative_start is None:
         samples = nodes.KSampler().sample(model, run.seed, run.steps, run.cfg, run.sampler, run.scheduler,
                                           positive, negative, latent)[0]
+        start = 0
     else:
-        samples = DelayedNegativeKSampler.execute(
+        samples, start = DelayedNegativeKSampler.execute(
             model, run.seed, run.steps, run.cfg, run.sampler, run.scheduler, positive, negative, latent, 1.0,
-            run.negative_start, -1, "step", "empty prompt", clip, None).result[0]
-    return nodes.VAEDecode().decode(vae, samples)[0].detach().float().numpy()
+            run.negative_start, -1, run.unit, "empty prompt", clip, None, nag=run.nag).result
+    return nodes.VAEDecode().decode(vae, samples)[0].detach().float().numpy(), start
 
 
 def has_glasses(images: np.ndarray) -> np.ndarray:
