@@ -23,6 +23,7 @@ tests/test_upstream_changes.py).
 from comfy.patcher_extension import WrappersMP
 
 from .dit_layout import TokenLayout, evaluation_layout
+from .kernel_lse import KernelLSE
 
 WRAPPER_KEY = "delayed_negative.dit_attention"
 OVERRIDE = "optimized_attention_override"
@@ -39,6 +40,7 @@ class TextAttentionCall:
             queries, keys = (heads_first(tensor, heads) for tensor in (queries, keys))
         self.queries, self.keys = queries, keys
         self.options = kwargs.get("transformer_options") or {}
+        self.lse = None  # [batch, heads, queries]: the kernel's log-sum-exp of each query, where it gave one
 
 
 def heads_first(tensor, heads: int):
@@ -50,7 +52,8 @@ def observe_dit_attention(patched, observe, key: str) -> None:
     """On the clone `patched` (a mapped DiT family, see dit_layout.FAMILIES), call
     `observe(call: TextAttentionCall, layout: TokenLayout)` at every image-to-text attention call,
     through an APPLY_MODEL wrapper named `key`."""
-    patch_dit_attention(patched, lambda layout, previous: observing_override(observe, layout, previous), key)
+    kernel = KernelLSE()
+    patch_dit_attention(patched, lambda layout, previous: observing_override(observe, layout, previous, kernel), key)
 
 
 def patch_dit_attention(patched, make_override, key: str) -> None:
@@ -70,7 +73,7 @@ def patch_dit_attention(patched, make_override, key: str) -> None:
     patched.add_wrapper_with_key(WrappersMP.APPLY_MODEL, key, apply_model)
 
 
-def observing_override(observe, layout: TokenLayout, previous=None):
+def observing_override(observe, layout: TokenLayout, previous=None, kernel: KernelLSE | None = None):
     """An attention override returning what `previous` (another node's override, e.g. ComfyUI's
     ModelAttentionBackend) or ComfyUI's own function returns, and showing the image-to-text calls
     to `observe` on the side. Keyword arguments (a `preferred_attention` a host leaves in them
@@ -81,6 +84,10 @@ def observing_override(observe, layout: TokenLayout, previous=None):
     `container_function`: `previous` keeps the container path it has (ModelAttentionBackend
     forwards the one of a backend that frees q, k and v as it reads them), and the recorder does
     not add one where `previous` has none.
+
+    With a `kernel` (KernelLSE) and no `previous`, an image-to-text call runs through the kernel
+    that also gives its log-sum-exp (kernel_lse.py), handed to `observe` as `call.lse`: the image
+    is the one ComfyUI's function makes, and the share needs no second pass.
     """
     def show(args, kwargs):
         call = TextAttentionCall(args, kwargs)
@@ -88,6 +95,13 @@ def observing_override(observe, layout: TokenLayout, previous=None):
             observe(call, layout)
 
     def override(func, *args, **kwargs):
+        if previous is None and kernel is not None:
+            call = TextAttentionCall(args, kwargs)
+            if layout.attends_to_text(call.queries.shape[2], call.keys.shape[2]):
+                out, call.lse = kernel.attention(func, args, kwargs)
+                observe(call, layout)
+                return out
+            return func(*args, **kwargs)
         out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
         show(args, kwargs)
         return out

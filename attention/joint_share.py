@@ -13,6 +13,9 @@ of the chosen columns (padded to the head width, which keeps PyTorch on its fuse
 output is then exactly each chosen column's probability, and the scores are never held in
 memory: about the cost of the model's own attention call once more (per head width of columns). For cross-attention (Wan) the keys are the text alone and this is
 the plain softmax.
+
+Where the recorder could run the call through a kernel that also gives the softmax's normaliser
+(its log-sum-exp, kernel_lse.py), shares_from_lse needs only the chosen columns' scores.
 """
 
 import torch
@@ -47,3 +50,16 @@ def as_4d(mask: torch.Tensor) -> torch.Tensor:
     while mask.ndim < 4:
         mask = mask.unsqueeze(0 if mask.ndim < 3 else 1)
     return mask
+
+
+def shares_from_lse(queries: torch.Tensor, keys: torch.Tensor, columns: torch.Tensor, lse: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+    """What text_probabilities gives, from the attention kernel's log-sum-exp `lse` [batch, heads,
+    queries] of the same call: exp(q·k_j/√d + mask_j − LSE(q)) for the chosen columns j only, so the
+    cost is the queries' products with those columns, not a pass over every key."""
+    chosen = keys.index_select(2, columns).float()
+    scores = torch.matmul(queries.float(), chosen.transpose(-1, -2)) * queries.shape[-1] ** -0.5
+    if mask is not None:
+        mask = as_4d(mask)[..., columns]
+        scores = scores.masked_fill(~mask, -torch.inf) if mask.dtype == torch.bool else scores + mask.float()
+    return torch.exp(scores - lse.unsqueeze(-1)).mean(dim=1)

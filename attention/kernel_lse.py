@@ -35,8 +35,10 @@ class KernelLSE:
         func(*args, **kwargs)."""
         call = PytorchCall.of(func, args, kwargs)
         if call is None:
-            self.say("fallback", "the attention function is not ComfyUI's PyTorch attention (sage, xformers, "
-                                 "flash-attn or another node's override)")
+            name = getattr(func, "__name__", type(func).__name__)
+            self.say("fallback", f"ComfyUI attends with {name} here, not its PyTorch attention (the default on "
+                                 "NVIDIA GPUs; on a CPU ComfyUI picks sub-quadratic attention unless started with "
+                                 "--use-pytorch-cross-attention), or another node overrides it")
             return func(*args, **kwargs), None
         kind = call.kind
         if kind not in self.checked:

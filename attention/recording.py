@@ -11,7 +11,7 @@ import torch
 
 from ..clock.step_clock import StepClock
 from .maps import AttentionMaps, Track
-from .joint_share import text_probabilities
+from .joint_share import shares_from_lse, text_probabilities
 from .probabilities import column_probabilities, word_sums
 
 BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
@@ -165,10 +165,15 @@ class AttentionRecording:
         if mask is not None and mask.ndim >= 2 and mask.shape[-2] > 1:
             mask = mask[..., image, :]
 
+        lse = None if call.lse is None else call.lse[:, :, image]
+
         def probabilities(rows, columns):
             # ComfyUI's masks: [keys], [queries, keys], or with the batch first ([batch, queries, keys],
             # [batch, heads, queries, keys]); a batch of masks is cut to the chunk's rows
             rows_mask = mask[rows] if mask is not None and mask.ndim >= 3 and mask.shape[0] > 1 else mask
+            if lse is not None:
+                return shares_from_lse(queries[rows], call.keys[rows], columns + layout.text_start, lse[rows],
+                                       rows_mask)
             return text_probabilities(queries[rows], call.keys[rows], columns + layout.text_start, rows_mask)
 
         self.add_call(call.options, queries.shape[0], layout.text_tokens, queries.device, probabilities,

@@ -353,3 +353,4 @@ def test_prompts_padded_in_front_are_read_at_the_end_of_the_text():
         expected = probabilities[row:row + 1, :, :, keys_of_word].sum(-1).mean(1).reshape(1, 2, 2)
         torch.testing.assert_close(maps[track].double(), expected, rtol=1e-5, atol=1e-7)
     assert recording.prompt_of_cond == {"p": "positive", "n": "negative"}
+

@@ -69,3 +69,30 @@ def test_another_attention_function_falls_back_to_it_and_says_so(caplog):
         kernel.attention(other, (q, k, v, HEADS), {})
     assert lse is None and calls == [1, 1] and torch.equal(out, OWN(q, k, v, HEADS) * 2)
     assert sum("second attention pass" in record.getMessage() for record in caplog.records) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Every small DiT family recorded in a process of its own where ComfyUI uses its PyTorch attention
+    (tests/kernel_share_run.py): one result per family."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "kernel_share_run.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines[0] == {"attention": "attention_pytorch"}
+    return lines[1:]
+
+
+def test_recorded_dits_take_the_share_from_the_kernel_with_the_image_unchanged(tiny):
+    from devtools.models.tiny_dit_models import FAMILIES
+
+    assert [result["family"] for result in tiny] == list(FAMILIES)
+    for result in tiny:
+        assert result["kernel"], f"{result['family']}: the recorder did not use the kernel's log-sum-exp"
+        assert result["latent_bit_identical"], result
+        assert result["same_nan"] and result["max_difference"] < 1e-6 * max(result["largest_share"], 1e-3), result
