@@ -118,10 +118,12 @@ train: $(VENV)/.installed $(CHECKPOINT)
 	nice -n 10 $(PY) -m devtools.toy_model.train_vae --log .cache/toy_model/train_vae.log
 	@echo "trained: run 'make setup' to rebuild $(TOY_CHECKPOINT)"
 
-# Removal rate, face kept and change outside the object, by the negative's start, on the toy model.
+# Removal rate, face kept and change outside the object, by the negative's start, on the toy model
+# (through CFG; nag_study: at cfg 1 through NAG, beside CFG).
 study: setup
 	$(PY) -m devtools.toy_model.study
 	$(PY) -m devtools.toy_model.auto_start_study
+	$(PY) -m devtools.toy_model.nag_study
 	$(PY) -m devtools.toy_model.word_timing
 
 # The GPU run (devtools/gpu_bench/; docs/performance.md, "GPU run"). `make gpu-bundle` fills .gpu-bundle/
