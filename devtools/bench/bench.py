@@ -19,7 +19,7 @@ PACK_ROOT = Path(__file__).resolve().parents[2]
 from devtools.host import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_auto_start", "bench_sweep", "bench_step_clock", "bench_attention", "bench_dit",
-              "bench_nag", "core_route_steps"]
+              "bench_nag", "bench_negative_influence", "core_route_steps"]
 
 
 def parse_options(argv=None) -> argparse.Namespace:
@@ -67,7 +67,8 @@ def main(argv=None) -> None:
         print(line, flush=True)
     for name in options.only or BENCHMARKS:
         print(flush=True)
-        for line in importlib.import_module(f"devtools.bench.{name}").run(options):
+        module = f"devtools.host.{name}" if name == "core_route_steps" else f"devtools.bench.{name}"
+        for line in importlib.import_module(module).run(options):
             print(line, flush=True)
     print(f"\nbench took {time.perf_counter() - began:.0f} s", flush=True)
 
