@@ -130,8 +130,8 @@ def widget_value_problem(name: str, spec: list, value) -> str | None:
 
 def mismatches(workflow: dict, object_info: dict) -> list[str]:
     """What in a UI-format workflow does not match the server's node definitions: its input sockets
-    (name and type), a required socket left unconnected, its outputs, each link's type at both ends,
-    and its widget values (their count, types, ranges and choices)."""
+    (name and type), a required socket left unconnected, its outputs (the server's first ones), each
+    link's type at both ends, and its widget values (their count, types, ranges and choices)."""
     problems, nodes = [], {node["id"]: node for node in workflow["nodes"]}
     for node in workflow["nodes"]:
         if node["type"] in VIRTUAL_NODES:
@@ -149,9 +149,9 @@ def mismatches(workflow: dict, object_info: dict) -> list[str]:
         for name, spec in required.items():
             if not is_widget(spec) and entries.get(name, {}).get("link") is None:
                 problems.append(f"{where}: required input {name!r} is not connected")
-        if [output["type"] for output in node.get("outputs") or []] != list(info["output"]):
-            problems.append(f"{where}: outputs {[o['type'] for o in node.get('outputs') or []]}, "
-                            f"the server's {info['output']}")
+        outputs = [output["type"] for output in node.get("outputs") or []]
+        if outputs != list(info["output"])[:len(outputs)]:  # a newer ComfyUI may add outputs (SaveImage, 0.33)
+            problems.append(f"{where}: outputs {outputs}, the server's {info['output']}")
         try:
             values = widget_inputs(node, info)
         except ValueError as error:

@@ -169,11 +169,18 @@ def widget_names(node_info: dict) -> list[str | None]:
 
 
 def widget_inputs(node: dict, node_info: dict) -> dict:
-    """{input name: value} from a UI node's widgets_values."""
+    """{input name: value} from a UI node's widgets_values.
+
+    A workflow saved before a node gained an optional widget at the end (a pack's new setting, such
+    as Record Attention Maps' negative_influence) lacks its value: the frontend keeps the widget's
+    default, and so does this (the input is left out, and the node takes its default)."""
     values = node.get("widgets_values") or []
     names = widget_names(node_info)
     if isinstance(values, dict):
         return {name: values[name] for name in names if name is not None and name in values}
+    optional = node_info.get("input", {}).get("optional", {})
+    if len(values) < len(names) and all(name in optional for name in names[len(values):]):
+        names = names[:len(values)]
     if len(values) != len(names):
         expected = ", ".join(name or "(control after generate)" for name in names)
         raise WorkflowError(f"Node {node['id']} ({node['type']}) has {len(values)} widget values, but this "
