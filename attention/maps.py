@@ -5,16 +5,19 @@ from dataclasses import dataclass
 
 import torch
 
-BRANCHES = ("positive", "unconditional")
+BRANCHES = ("positive", "unconditional", "influence")
+INFLUENCE = "influence"  # the branch and prompt of the negative-influence track (negative_influence.py)
 
 
 @dataclass(frozen=True)
 class Track:
     """One word recorded in one branch: the positive prompt's words in the positive branch; the
-    negative prompt's words, and the empty prompt's tokens, in the unconditional branch."""
+    negative prompt's words, and the empty prompt's tokens, in the unconditional branch. One more
+    track, "negative influence" in branch and prompt "influence", holds no attention but how much
+    the negative changed the guided prediction (negative_influence.py)."""
 
-    branch: str  # "positive" or "unconditional"
-    prompt: str  # "positive", "negative" or "empty"
+    branch: str  # "positive", "unconditional" or "influence"
+    prompt: str  # "positive", "negative", "empty" or "influence"
     word: str
 
     @property
@@ -36,6 +39,10 @@ class AttentionMaps:
     `evaluated` [steps] is False at a step where the model was not evaluated (a cache such as
     EasyCache reused an earlier prediction): every track is NaN there, and the views say "not
     evaluated" rather than leave a hole; None means every step was evaluated.
+
+    The "negative influence" track, where recorded, is in latent units instead of attention
+    shares (see negative_influence.py), and `influence_share` [steps, items] is its share of the
+    whole guidance per step, NaN where the negative was not in force (None: not measured).
     """
 
     tracks: tuple[Track, ...]
@@ -44,10 +51,15 @@ class AttentionMaps:
     cfg: torch.Tensor | None = None
     frames: int = 1
     evaluated: torch.Tensor | None = None
+    influence_share: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
         return self.maps.shape[0]
+
+    def influence_tracks(self) -> list[int]:
+        """The tracks that hold the negative's influence rather than attention."""
+        return [index for index, track in enumerate(self.tracks) if track.branch == INFLUENCE]
 
     def steps_not_evaluated(self) -> list[int]:
         """The steps at which the model was not evaluated (a cache skipped it)."""

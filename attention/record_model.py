@@ -9,7 +9,8 @@
   learns the sampler's step pattern (clock/step_clock.py), PREDICT_NOISE attributes each
   model evaluation to its step, CALC_COND_BATCH tells which prompt each batch chunk holds;
 - a pre-cfg function (set_model_sampler_pre_cfg_function) notes the cfg of each step, for the
-  chart's guidance line; it returns the predictions unchanged.
+  chart's guidance line; it returns the predictions unchanged;
+- with the negative's influence measured, the hooks of negative_influence.py inside these.
 """
 
 from comfy.patcher_extension import WrappersMP
@@ -17,6 +18,7 @@ from comfy.patcher_extension import WrappersMP
 from ..clock.step_clock import StepClock
 from .dit_hooks import observe_dit_attention
 from .dit_layout import FAMILIES, family_of
+from .negative_influence import measure_negative_influence
 from .recording import AttentionRecording
 from .unet_hooks import cross_attention_blocks, observe_unet_attention
 
@@ -24,8 +26,11 @@ from .unet_hooks import cross_attention_blocks, observe_unet_attention
 WRAPPER_KEY = "delayed_negative.attention"
 
 
-def record_attention(model, recording: AttentionRecording, layers: str = "all"):
-    """A clone of `model` that records into `recording`; the input model is left as it was."""
+def record_attention(model, recording: AttentionRecording, layers: str = "all", empty_in_place_of=None):
+    """A clone of `model` that records into `recording`; the input model is left as it was.
+
+    With `empty_in_place_of` (the negative's CONDITIONING -> the empty prompt's in its place) and a
+    recording made with negative_influence, the clone also measures the negative's influence."""
     patched = model.clone()
     attach_recording(patched, recording, layers)
 
@@ -54,6 +59,13 @@ def record_attention(model, recording: AttentionRecording, layers: str = "all"):
     patched.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise)
     run_first(patched, WrappersMP.PREDICT_NOISE, WRAPPER_KEY)
     patched.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch)
+    if recording.negative_influence:
+        if empty_in_place_of is None:
+            raise ValueError("The recording keeps the negative's influence, which needs the empty prompt: pass "
+                             "empty_in_place_of to record_attention.")
+        # added after the recording's own hooks, so they run inside them: after the run has begun,
+        # the step is known and the conds are named
+        measure_negative_influence(patched, recording, empty_in_place_of, f"{WRAPPER_KEY}.influence")
     return patched
 
 

@@ -5,16 +5,18 @@ afresh; every model evaluation is attributed to its sampler step by the same Ste
 delayed-negative guider uses, and every attention call to the text (a UNet's cross-attention,
 a DiT's joint or cross-attention) adds its maps, reduced on the device to [words, batch items,
 latent height, latent width], into one running sum per step. A video's items are its frames.
+With the negative's influence measured (negative_influence.py), one more track holds its map.
 """
 
 import torch
 
 from ..clock.step_clock import StepClock
-from .maps import AttentionMaps, Track
+from .maps import INFLUENCE, AttentionMaps, Track
 from .joint_share import shares_from_lse, text_probabilities
 from .probabilities import column_probabilities, word_sums
 
 BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
+INFLUENCE_TRACK = Track(INFLUENCE, INFLUENCE, "negative influence")
 
 
 class AttentionRecording:
@@ -22,16 +24,19 @@ class AttentionRecording:
 
     `columns` maps a prompt ("positive", "negative", "empty") to [(word, token columns)];
     `empty_embedding` is the empty prompt's encoding, to tell it from the negative in the
-    unconditional branch.
+    unconditional branch. `negative_influence`: also keep the "negative influence" track.
     """
 
     def __init__(self, columns: dict[str, list[tuple[str, list[int]]]], empty_embedding: torch.Tensor | None,
-                 learn_columns=None):
+                 learn_columns=None, negative_influence: bool = False):
         self.empty_embedding = empty_embedding
         self.learn_columns = learn_columns  # guider conds -> columns, for prompts read from the conditioning
+        self.negative_influence = negative_influence
         self.set_columns(columns)
         self.sums = None
         self.counts = None
+        self.shares = None  # [steps, items]: the influence's share of the guidance, summed over evaluations
+        self.share_counts = None
         self.sigmas = ()
         self.cfg = None
         self.clock = None
@@ -49,7 +54,7 @@ class AttentionRecording:
         self.columns = columns
         branch = {"positive": "positive", "negative": "unconditional", "empty": "unconditional"}
         self.tracks = tuple(Track(branch[prompt], prompt, word) for prompt, words in columns.items()
-                            for word, _ in words)
+                            for word, _ in words) + ((INFLUENCE_TRACK,) if self.negative_influence else ())
         self.track_ids = {}
         for index, track in enumerate(self.tracks):
             self.track_ids.setdefault(track.prompt, []).append(index)
@@ -75,6 +80,8 @@ class AttentionRecording:
         items = self.batch * self.frames
         self.sums = torch.zeros(steps, len(self.tracks), items, height, width, device=sigmas.device)
         self.counts = torch.zeros(steps, len(self.tracks), device=sigmas.device)
+        self.shares = torch.zeros(steps, items, device=sigmas.device)
+        self.share_counts = torch.zeros(steps, device=sigmas.device)
         self.sigmas = tuple(float(s) for s in sigmas[:-1])
         self.cfg = torch.full((steps,), float("nan"))
         self.clock = clock
@@ -90,6 +97,27 @@ class AttentionRecording:
         """The cfg ComfyUI guides the current evaluation with (for the chart's schedule line)."""
         if self.cfg is not None:
             self.cfg[self.step] = float(cond_scale)
+
+    def add_influence(self, influence_map: torch.Tensor, share: torch.Tensor):
+        """Add one evaluation's negative influence: map [items, height, width], share [items]."""
+        if self.sums is None or not self.negative_influence:
+            return
+        track = self.tracks.index(INFLUENCE_TRACK)
+        self.sums[self.step, track] += influence_map.to(self.sums)
+        self.counts[self.step, track] += 1
+        self.shares[self.step] += share.to(self.shares)
+        self.share_counts[self.step] += 1
+
+    def holds_negative(self, conds) -> bool:
+        """Whether an evaluation's conds are [positive, unconditional] with the negative (not the
+        empty prompt) in the unconditional branch: sampling_function's call, after name_conds."""
+        return len(conds) == 2 and any(self.prompt_of_cond.get(cond.get("uuid")) == "negative"
+                                       for cond in conds[1] or [])
+
+    def ignore_conds(self, uuids):
+        """Conds whose attention is not recorded (the empty prompt the influence measure adds)."""
+        for uuid in uuids:
+            self.prompt_of_cond[uuid] = INFLUENCE
 
     def name_conds(self, conds):
         """Remember which prompt each cond of this evaluation holds, by its uuid."""
@@ -216,7 +244,11 @@ class AttentionRecording:
             raise ValueError(hidden_attention_message(self.other_hooks))
         counts = self.counts[:, :, None, None, None]
         maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
-        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames, evaluated)
+        share = None
+        if self.negative_influence:
+            share_counts = self.share_counts[:, None]
+            share = torch.where(share_counts > 0, self.shares / share_counts.clamp(min=1), torch.nan).cpu()
+        return AttentionMaps(self.tracks, maps.cpu(), self.sigmas, self.cfg.clone(), self.frames, evaluated, share)
 
 
 def prompt_conditioning(cond: dict):

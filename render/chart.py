@@ -13,10 +13,12 @@ from .convert import pil_to_image
 from .dashes import draw_dashed_line
 from .evaluation_marks import shade_not_evaluated
 from .guidance_marks import cfg_values, draw_cfg_line, shade_unguided
+from .influence_axis import INFLUENCE, INFLUENCE_COLOUR, draw_right_axis, right_axis
 from .text import RGB, Font, draw_text, fit_text, label_font, text_height, text_width
 from .ticks import format_tick, step_ticks, value_ticks
 
-BRANCHES = ("positive", "unconditional")
+BRANCHES = ("positive", "unconditional", INFLUENCE)
+SOLID = ("positive", INFLUENCE)  # the unconditional branch is dashed
 # matplotlib's "tab10": distinct hues that stay apart on white.
 SERIES_COLOURS: list[RGB] = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -34,7 +36,8 @@ class Series:
     """One line of the chart: a word's attention strength at each sampler step.
 
     `values` is [steps] with NaN where the word is absent; `branch` says which half of
-    classifier-free guidance it was recorded in, "positive" (solid) or "unconditional" (dashed).
+    classifier-free guidance it was recorded in, "positive" (solid) or "unconditional" (dashed),
+    or "influence" for the negative's influence (solid, on its own scale at the right).
     """
 
     label: str
@@ -74,6 +77,7 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
     """Draw `series` as lines over sampler steps; returns an IMAGE [1, height, width, 3].
 
     Positive-branch series are solid, unconditional-branch series dashed; NaN breaks a line.
+    Influence series are drawn on a scale of their own at the right (influence_axis.py).
     `marker_step`, if given, adds a dashed vertical line labelled "negative starts". `cfg`, if
     given ([steps], NaN where unknown), adds the guidance schedule: the cfg of each step as a
     thin grey line, and the steps sampled without guidance shaded. `not_evaluated` steps (a cache
@@ -85,18 +89,17 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
         raise ValueError(f"marker_step {marker_step} must be a sampler step, 0 or more.")
     title_font, tick_font = label_font(max(12, height // 24)), label_font(max(10, height // 34))
     values = [s.values.detach().float().cpu() for s in series]
-    finite = torch.cat([v[torch.isfinite(v)] for v in values]) if values else torch.zeros(0)
-    low, high = (min(0.0, finite.min().item()), finite.max().item()) if finite.numel() else (0.0, 1.0)
-    y_ticks = value_ticks(low, high if high > low else low + 1.0)
+    y_ticks, y_labels = _attention_axis([v for s, v in zip(series, values) if s.branch != INFLUENCE])
     guidance = cfg_values(cfg)
     last_step = max([len(v) - 1 for v in values] + [1, marker_step or 0, len(guidance) - 1])
-    y_labels = [format_tick(tick, y_ticks[1] - y_ticks[0]) for tick in y_ticks]
+    influence_axis = right_axis([v for s, v in zip(series, values) if s.branch == INFLUENCE], tick_font)
 
     legend_width = min(width // 3, max([text_width(s.label, tick_font) for s in series] + [0]) + 44)
     line_height = 2 * text_height(tick_font)
     area = _PlotArea(left=max(text_width(label, tick_font) for label in y_labels) + 16,
                      top=2 * text_height(title_font) + line_height,
-                     right=width - legend_width - 16, bottom=height - 2 * line_height,
+                     right=width - legend_width - 16 - (influence_axis.width if influence_axis else 0),
+                     bottom=height - 2 * line_height,
                      last_step=last_step, low=y_ticks[0], high=y_ticks[-1])
 
     canvas = Image.new("RGB", (width, height), BACKGROUND)
@@ -109,10 +112,21 @@ def strength_chart(series: list[Series], title: str, marker_step: int | None = N
     draw_cfg_line(draw, area, guidance, tick_font)
     if marker_step is not None:
         _draw_marker(draw, area, marker_step, tick_font)
+    influence_area = draw_right_axis(draw, area, influence_axis, tick_font, line_height) if influence_axis else area
     for index, (line, line_values) in enumerate(zip(series, values)):
-        _draw_series(draw, area, line_values, SERIES_COLOURS[index % len(SERIES_COLOURS)], line.branch)
-    _draw_legend(draw, series, (area.right + 16, area.top, width, height), tick_font, line_height)
+        _draw_series(draw, influence_area if line.branch == INFLUENCE else area, line_values,
+                     _colour(index, line), line.branch)
+    legend_left = area.right + 16 + (influence_axis.width if influence_axis else 0)
+    _draw_legend(draw, series, (legend_left, area.top, width, height), tick_font, line_height)
     return pil_to_image(canvas)
+
+
+def _attention_axis(values: list[Tensor]) -> tuple[list[float], list[str]]:
+    """Ticks and their labels of the attention scale (left), from 0 or below to the largest value."""
+    finite = torch.cat([v[torch.isfinite(v)] for v in values]) if values else torch.zeros(0)
+    low, high = (min(0.0, finite.min().item()), finite.max().item()) if finite.numel() else (0.0, 1.0)
+    ticks = value_ticks(low, high if high > low else low + 1.0)
+    return ticks, [format_tick(tick, ticks[1] - ticks[0]) for tick in ticks]
 
 
 def _draw_axes(draw: ImageDraw.ImageDraw, area: _PlotArea, y_ticks: list[float], y_labels: list[str],
@@ -155,7 +169,7 @@ def _draw_series(draw: ImageDraw.ImageDraw, area: _PlotArea, values: Tensor, col
         if len(run) == 1:
             x, y = run[0]
             draw.ellipse((x - LINE_WIDTH, y - LINE_WIDTH, x + LINE_WIDTH, y + LINE_WIDTH), fill=colour)
-        elif branch == "positive":
+        elif branch in SOLID:
             draw.line(run, fill=colour, width=LINE_WIDTH)
         else:
             draw_dashed_line(draw, run, colour, width=LINE_WIDTH)
@@ -170,8 +184,8 @@ def _draw_legend(draw: ImageDraw.ImageDraw, series: list[Series], box: tuple[int
     shown = series if len(series) <= rows else series[:rows - 1]
     for index, line in enumerate(shown):
         y = top + index * line_height + line_height / 2
-        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
-        if line.branch == "positive":
+        colour = _colour(index, line)
+        if line.branch in SOLID:
             draw.line((left, y, left + 28, y), fill=colour, width=LINE_WIDTH)
         else:
             draw_dashed_line(draw, [(left, y), (left + 28, y)], colour, width=LINE_WIDTH)
@@ -180,3 +194,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, series: list[Series], box: tuple[int
     if len(shown) < len(series):
         y = top + len(shown) * line_height + line_height / 2
         draw_text(draw, (left, y), f"+{len(series) - len(shown)} more", font, AXIS_COLOUR, "lm")
+
+
+def _colour(index: int, line: Series) -> RGB:
+    return INFLUENCE_COLOUR if line.branch == INFLUENCE else SERIES_COLOURS[index % len(SERIES_COLOURS)]

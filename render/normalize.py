@@ -18,12 +18,21 @@ _GROUP_DIMS: dict[str, tuple[int, ...]] = {
 NORMALIZATION_MODES: list[str] = list(_GROUP_DIMS)
 
 
-def normalize_maps(maps: Tensor, mode: str) -> Tensor:
+def normalize_maps(maps: Tensor, mode: str, apart: list[int] = ()) -> Tensor:
     """Scale maps [steps, words, height, width] to 0..1, each group to its own min..max.
 
     NaN marks a word absent at a step: it is left out of min/max and stays NaN. A group whose
-    values are all equal becomes zeros rather than dividing by zero.
+    values are all equal becomes zeros rather than dividing by zero. The words `apart` (the
+    negative's influence, in latent units rather than attention shares) never share a range with
+    the others: in "global" they are one group of their own.
     """
+    if apart and mode == "global":
+        rest = [word for word in range(maps.shape[1]) if word not in apart]
+        scaled = torch.empty_like(maps, dtype=torch.float32)
+        for group in (list(apart), rest):
+            if group:
+                scaled[:, group] = normalize_maps(maps[:, group], mode)
+        return scaled
     if mode not in _GROUP_DIMS:
         raise ValueError(f"Unknown normalization {mode!r}; choose one of: {', '.join(NORMALIZATION_MODES)}.")
     if maps.ndim != 4:

@@ -94,6 +94,8 @@ def viewer_payload(maps: AttentionMaps, images: list[dict], max_map_side: int = 
         "negative_start": negative_start_step(maps),
         "not_evaluated": maps.steps_not_evaluated(),  # steps a cache skipped: no maps, said so
         "strength": nan_to_none(maps.strength().float()),  # [steps][tracks][batch], from the full maps
+        # [steps][batch]: the negative influence's share of the guidance (None where not measured)
+        "influence_share": None if maps.influence_share is None else nan_to_none(maps.influence_share.float()),
         "scales": scales,  # [steps][tracks][batch]
         "maps": base64.b64encode(codes.tobytes()).decode("ascii"),  # uint8 [steps, tracks, batch, h, w]
         "normalizations": list(NORMALIZATION_MODES),

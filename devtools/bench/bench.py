@@ -19,7 +19,7 @@ PACK_ROOT = Path(__file__).resolve().parents[2]
 from devtools.host import comfy_env  # noqa: E402  (ComfyUI on sys.path, --cpu without a GPU)
 
 BENCHMARKS = ["bench_delayed_negative", "bench_guidance_schedule", "bench_auto_start", "bench_sweep", "bench_step_clock", "bench_attention", "bench_dit",
-              "bench_nag", "bench_negative_influence", "core_route_steps"]
+              "bench_nag", "bench_negative_influence", "bench_blocks", "core_route_steps"]
 
 
 def parse_options(argv=None) -> argparse.Namespace:

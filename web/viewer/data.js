@@ -17,6 +17,7 @@ export class ViewerData {
         this.width = payload.width;
         this.tracks = payload.tracks;
         this.negativeStart = payload.negative_start;
+        this.influenceShare = payload.influence_share ?? null;  // [step][item]: share of the guidance, or null
         this.notEvaluated = new Set(payload.not_evaluated || []);  // steps a cache skipped
         this.codes = bytesFromBase64(payload.maps);
         this.colormaps = Object.fromEntries(Object.entries(payload.colormaps)
@@ -30,6 +31,11 @@ export class ViewerData {
 
     branches() {
         return [...new Set(this.tracks.map((track) => track.branch))];
+    }
+
+    // The "negative influence" track: latent units, not a share of attention; scaled on its own.
+    isInfluence(track) {
+        return this.tracks[track].branch === "influence";
     }
 
     tracksOf(branch) {
@@ -67,9 +73,11 @@ export class ViewerData {
     }
 
     // [low, high] that the map is scaled by, as render/normalize.py groups them: this map alone
-    // ("per map"), this word over every step ("per word over steps"), or every word and step ("global").
+    // ("per map"), this word over every step ("per word over steps"), or every word and step ("global";
+    // the negative influence, in latent units, is a group of its own).
     range(mode, step, track, item) {
-        const key = `${mode}|${mode === "per map" ? step : ""}|${mode === "global" ? "" : track}|${item}`;
+        const group = mode === "global" ? (this.isInfluence(track) ? "influence" : "") : track;
+        const key = `${mode}|${mode === "per map" ? step : ""}|${group}|${item}`;
         this.ranges ??= new Map();
         if (!this.ranges.has(key)) this.ranges.set(key, this.measure(mode, step, track, item));
         return this.ranges.get(key);
@@ -79,7 +87,8 @@ export class ViewerData {
         const groups = {
             "per map": [[step, track]],
             "per word over steps": [...Array(this.steps).keys()].map((each) => [each, track]),
-            "global": [...Array(this.steps).keys()].flatMap((each) => this.tracks.map((_, word) => [each, word])),
+            "global": [...Array(this.steps).keys()].flatMap((each) => this.tracks.map((_, word) => [each, word])
+                .filter(([, word]) => this.isInfluence(word) === this.isInfluence(track))),
         }[mode];
         let low = Infinity;
         let high = -Infinity;
@@ -112,6 +121,7 @@ export class ViewerData {
 
     // The words of one branch at one pixel and step, largest share first (absent words left out).
     ranked(step, branch, item, pixel) {
+        if (branch === "influence") return [];
         return this.tracksOf(branch)
             .map((track) => ({label: track.label, index: track.index, share: this.value(step, track.index, item, pixel)}))
             .filter((entry) => entry.share !== null)

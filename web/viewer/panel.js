@@ -68,7 +68,9 @@ function percent(share) {
     return `${(share * 100).toFixed(share < 0.1 ? 2 : 1)}%`;
 }
 
-const BRANCH_NAMES = {positive: "+ positive", unconditional: "− unconditional"};
+const BRANCH_NAMES = {positive: "+ positive", unconditional: "− unconditional", influence: "Δ negative influence"};
+const LINE_PREFIX = {positive: "+", unconditional: "−", influence: "Δ"};
+const INFLUENCE_COLOUR = "#f0f0f0";
 
 export class AttentionViewerPanel {
     constructor(imageURL) {
@@ -193,6 +195,10 @@ export class AttentionViewerPanel {
             this.absent.textContent = `Step ${state.step} was not evaluated: a cache reused an earlier ` +
                 "prediction, so no attention was computed there";
             this.absent.style.display = "block";
+        } else if (track.branch === "influence") {
+            this.absent.textContent = `No negative influence at step ${state.step}: the negative prompt was not in ` +
+                "the unconditional branch (or there was no guidance)";
+            this.absent.style.display = "block";
         } else {
             this.absent.textContent = `“${track.label}” is not in the ${track.branch} branch at step ${state.step}` +
                 (track.prompt === "negative" && data.negativeStart !== null
@@ -209,6 +215,10 @@ export class AttentionViewerPanel {
         const parts = [`step ${state.step}`];
         if (sigma !== undefined) parts.push(`sigma ${sigma.toFixed(3)}`);
         if (cfg !== undefined && cfg !== null) parts.push(`cfg ${cfg}`);
+        const share = data.influenceShare?.[state.step]?.[state.item];
+        if (track.branch === "influence" && share !== undefined && share !== null) {
+            parts.push(`negative influence ${percent(share)} of the guidance`);
+        }
         parts.push(data.negativeStart === null ? "no negative prompt recorded"
             : `negative from step ${data.negativeStart}`);
         this.status.textContent = parts.join(" · ");
@@ -240,8 +250,10 @@ export class AttentionViewerPanel {
         const {state, data} = this;
         const track = data.tracks[state.track];
         const share = data.value(state.step, state.track, state.item, at.pixel);
+        const reading = () => (track.branch === "influence" ? `${share.toFixed(4)} (latent units)`
+            : `${percent(share)} of the attention`);
         this.readout.textContent = `(${at.x}, ${at.y}) step ${state.step}: ` +
-            (share === null ? `“${track.label}” absent` : `“${track.label}” ${percent(share)} of the attention`);
+            (share === null ? `“${track.label}” absent` : `“${track.label}” ${reading()}`);
         this.ranking.replaceChildren(...data.ranked(state.step, state.branch, state.item, at.pixel)
             .slice(0, RANKED_WORDS).map((entry, rank) => {
                 const line = document.createElement("li");
@@ -279,11 +291,15 @@ export class AttentionViewerPanel {
         context.setTransform(scale, 0, 0, scale, 0, 0);
         context.clearRect(0, 0, CHART_WIDTH, CHART_HEIGHT);
         const box = this.chartBox();
-        let top = 0;
+        // The negative influence (latent units) on a scale of its own, its largest value at the same height.
+        const tops = [0, 0];
         for (let step = 0; step < data.steps; step++) {
-            data.tracks.forEach((_, track) => { top = Math.max(top, data.strength(step, track, state.item) ?? 0); });
+            data.tracks.forEach((_, track) => {
+                const kind = data.isInfluence(track) ? 1 : 0;
+                tops[kind] = Math.max(tops[kind], data.strength(step, track, state.item) ?? 0);
+            });
         }
-        top = top > 0 ? top * 1.1 : 1;
+        const [top, influenceTop] = tops.map((value) => (value > 0 ? value * 1.1 : 1));
         const y = (value) => box.top + box.height * (1 - value / top);
 
         context.strokeStyle = "#777";
@@ -318,16 +334,18 @@ export class AttentionViewerPanel {
         }
 
         data.tracks.forEach((track, index) => {
-            context.strokeStyle = LINE_COLOURS[index % LINE_COLOURS.length];
+            const influence = data.isInfluence(index);
+            const lineY = influence ? (value) => y(value * top / influenceTop) : y;
+            context.strokeStyle = influence ? INFLUENCE_COLOUR : LINE_COLOURS[index % LINE_COLOURS.length];
             context.lineWidth = index === state.track ? 3 : 1.5;
-            context.setLineDash(track.branch === "positive" ? [] : [5, 3]);
+            context.setLineDash(track.branch === "unconditional" ? [5, 3] : []);
             context.beginPath();
             let drawing = false;
             for (let step = 0; step < data.steps; step++) {
                 const value = data.strength(step, index, state.item);
                 if (value === null) { drawing = false; continue; }
-                if (drawing) context.lineTo(this.stepX(step), y(value));
-                else context.moveTo(this.stepX(step), y(value));
+                if (drawing) context.lineTo(this.stepX(step), lineY(value));
+                else context.moveTo(this.stepX(step), lineY(value));
                 drawing = true;
             }
             context.stroke();
@@ -344,9 +362,11 @@ export class AttentionViewerPanel {
         this.legend.replaceChildren(...data.tracks.map((track, index) => {
             const entry = document.createElement("span");
             const swatch = element("span", "dn-swatch", entry);
-            swatch.style.borderTopColor = LINE_COLOURS[index % LINE_COLOURS.length];
-            swatch.style.borderTopStyle = track.branch === "positive" ? "solid" : "dashed";
-            entry.append(document.createTextNode(`${track.branch === "positive" ? "+" : "−"} ${track.label}`));
+            swatch.style.borderTopColor = data.isInfluence(index) ? INFLUENCE_COLOUR
+                : LINE_COLOURS[index % LINE_COLOURS.length];
+            swatch.style.borderTopStyle = track.branch === "unconditional" ? "dashed" : "solid";
+            const scale = data.isInfluence(index) ? ` (own scale, up to ${(influenceTop / 1.1).toFixed(3)})` : "";
+            entry.append(document.createTextNode(`${LINE_PREFIX[track.branch] ?? ""} ${track.label}${scale}`));
             if (index === state.track) entry.style.fontWeight = "bold";
             return entry;
         }));
