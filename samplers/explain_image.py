@@ -99,6 +99,7 @@ def side_by_side(runs: list[AttentionMaps]) -> AttentionMaps:
     cfg = None if any(run.cfg is None for run in runs) else torch.cat([run.cfg for run in runs])
     evaluated = torch.cat([run.evaluated if run.evaluated is not None else torch.ones(run.steps, dtype=torch.bool)
                            for run in runs])
-    share = None if any(run.influence_share is None for run in runs) else torch.cat([run.influence_share for run in runs])
+    shares = [run.influence_share for run in runs]
+    share = None if any(each is None for each in shares) else torch.cat(shares)
     return AttentionMaps(first.tracks, torch.cat([run.maps for run in runs]),
                          tuple(sigma for run in runs for sigma in run.sigmas), cfg, first.frames, evaluated, share)
