@@ -29,7 +29,7 @@ FAMILIES = {**MAPPED, "flux_dev": Family("Flux dev (guidance embedding)", lambda
                                          (1, 16, 8, 8), 48, 32)}
 SEED, STEPS, START = 5, 4, 2
 NAG = NAGSettings(5.0, 1.5, 0.5)
-CORE_NAG_FAMILIES = ("flux", "flux_dev", "chroma")  # where NAGuidance's attn1_output_patch is called (0.33)
+CORE_NAG_FAMILIES = ("flux", "flux_dev", "flux2", "chroma")  # where NAGuidance's attn1_output_patch is called (0.33)
 
 try:
     from comfy_extras.nodes_nag import NAGuidance
@@ -137,7 +137,7 @@ def test_each_family_with_the_positive_as_negative_is_the_positive_alone(family)
 
 @needs_core_nag
 @pytest.mark.parametrize("name", CORE_NAG_FAMILIES)
-def test_flux_with_and_without_guidance_embedding_and_chroma_equal_core_nag_guidance_bit_for_bit(name):
+def test_flux_flux2_and_chroma_equal_core_nag_guidance_bit_for_bit(name):
     spec = FAMILIES[name]
     model = spec.build()
     generator = torch.Generator().manual_seed(0)
