@@ -72,6 +72,15 @@ def toy_checkpoint_file():
 
 
 @pytest.fixture(scope="session")
+def toy(toy_checkpoint_file):
+    """(model, clip, vae) of the toy portraits checkpoint, loaded once for the session (torch runs
+    on one thread for the whole session: one_torch_thread)."""
+    from devtools.toy_model.experiments import load_toy_checkpoint
+
+    return load_toy_checkpoint(toy_checkpoint_file)
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """A real ComfyUI server (main.py subprocess) with this pack and the generated checkpoint."""
     from comfy_server import ComfyServer

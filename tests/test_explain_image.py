@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 from comfy.patcher_extension import WrappersMP
 from devtools.models.tiny_dit_models import FAMILIES
-from devtools.toy_model.experiments import load_toy_checkpoint
 from devtools.toy_model.portraits import Portrait, draw, random_portrait
 
 import nodes
@@ -135,10 +134,6 @@ def test_the_maps_equal_the_recorder_s_maps_of_stock_single_steps_on_an_sd3_dit(
 MIDDLE_STEPS = (4, 5, 6)
 MIN_RATIO_MIDDLE = 1.3
 
-
-@pytest.fixture(scope="module")
-def toy(toy_checkpoint_file):
-    return load_toy_checkpoint(toy_checkpoint_file)
 
 
 def on_and_off(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

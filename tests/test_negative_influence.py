@@ -227,15 +227,6 @@ MIN_RATIO = 2.5       # influence inside / outside the glasses region, per image
 MIN_IMAGES = 5        # images whose glasses came off with a ratio of MIN_RATIO or more; measured 6
 
 
-@pytest.fixture(scope="module")
-def toy(toy_checkpoint_file):
-    from devtools.toy_model.experiments import load_toy_checkpoint
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_toy_checkpoint()
-    torch.set_num_threads(threads)
-
 
 def glasses_cells(image: np.ndarray) -> torch.Tensor | None:
     """[8, 8] bool: the latent cells at least half inside the glasses region of a 64 x 64 image."""

@@ -19,7 +19,6 @@ from devtools.toy_model.experiments import (
     Run,
     compare,
     has_glasses,
-    load_toy_checkpoint,
     sample,
 )
 from devtools.toy_model.int8_weights import dequantise, quantise
@@ -29,15 +28,6 @@ from devtools.toy_model.training_data import draw_images, latent_statistics
 
 import nodes
 
-
-@pytest.fixture(scope="module")
-def toy(toy_checkpoint_file):
-    """(model, clip, vae) of the toy checkpoint; sampled on one thread, the fastest for its tiny
-    batches on a busy machine (two threads oversubscribe the cores others' tests use)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_toy_checkpoint()
-    torch.set_num_threads(threads)
 
 
 def test_drawings_are_deterministic_and_every_object_has_its_mask():

@@ -7,19 +7,10 @@ pair of glasses.
 
 import numpy as np
 import pytest
-import torch
 from delayed_negative.samplers.nag import NAGSettings
 
-from devtools.toy_model.experiments import Run, compare, has_glasses, load_toy_checkpoint, sample
+from devtools.toy_model.experiments import Run, compare, has_glasses, sample
 
-
-@pytest.fixture(scope="module")
-def toy(toy_checkpoint_file):
-    """(model, clip, vae) of the toy checkpoint, sampled on one thread (as tests/test_toy_model.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_toy_checkpoint()
-    torch.set_num_threads(threads)
 
 
 # At cfg 1 the toy model draws glasses far less often than at cfg 5 (10 of 32 images against 27
