@@ -105,7 +105,7 @@ def watch_negative(model, watch: NegativeWatch):
                          "works with SD1.x, SD2.x and SDXL). Pick the start yourself: set timing_unit to 'step' "
                          "and use the KSampler Sweep (Delayed Negative) to compare starts.")
 
-    def observe(q, k, heads, extra_options):
+    def observe(q, k, heads, extra_options, lse=None):
         attn2 = cross_attention_module(diffusion_model, extra_options["block"], extra_options.get("block_index", 0))
         watch.add(q, k, heads, extra_options, attn2.to_k)
 

@@ -1,25 +1,17 @@
-"""Attention probabilities of chosen token columns, computed beside the real attention.
+"""Attention probabilities of chosen token columns, summed into each word's share.
 
 The image itself is still made by ComfyUI's optimized attention (which never materialises the
-probabilities); here we recompute softmax(q·kᵀ/√d) over the *whole* token axis, keep only the
-columns of the words being recorded and average the heads, so the extra memory is one
-[batch, heads, pixels, tokens] score tensor per layer call, freed at once.
+probabilities). A UNet's cross-attention attends to the prompt alone, so a word's share there is
+the plain softmax over the prompt's tokens, which joint_share.text_probabilities computes with a
+fused kernel (about the cost of the layer's own attention call, the scores never held in memory).
 """
 
 import torch
 
 
-def column_probabilities(q: torch.Tensor, k: torch.Tensor, heads: int, columns: torch.Tensor) -> torch.Tensor:
-    """[batch, pixels, len(columns)]: the head-averaged probability of each chosen key column.
-
-    q: [batch, pixels, heads*dim], k: [batch, tokens, heads*dim], as ComfyUI's attention gets them.
-    """
-    batch, pixels, inner = q.shape
-    dim = inner // heads
-    q_heads = q.float().reshape(batch, pixels, heads, dim).transpose(1, 2)
-    k_heads = k.float().reshape(batch, -1, heads, dim).transpose(1, 2)
-    scores = torch.matmul(q_heads, k_heads.transpose(-1, -2)) * dim ** -0.5
-    return scores.softmax(dim=-1).index_select(-1, columns).mean(dim=1)
+def heads_first(tokens: torch.Tensor, heads: int) -> torch.Tensor:
+    """[batch, heads, tokens, dim] from [batch, tokens, heads*dim], as ComfyUI's attention splits it."""
+    return tokens.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
 def word_sums(probabilities: torch.Tensor, word_columns: list[list[int]], columns: list[int]) -> torch.Tensor:

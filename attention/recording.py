@@ -13,7 +13,7 @@ import torch
 from ..clock.step_clock import StepClock
 from .maps import INFLUENCE, AttentionMaps, Track
 from .joint_share import shares_from_lse, text_probabilities
-from .probabilities import column_probabilities, word_sums
+from .probabilities import heads_first, word_sums
 
 BRANCH_OF_CHUNK = {0: "positive", 1: "unconditional"}  # ComfyUI's cond_or_uncond labels
 INFLUENCE_TRACK = Track(INFLUENCE, INFLUENCE, "negative influence")
@@ -159,8 +159,9 @@ class AttentionRecording:
             self.gather[key] = columns, words, torch.tensor(columns, device=device)
         return self.gather[key]
 
-    def add(self, q, k, heads, extra_options):
-        """Add one UNet cross-attention call's maps (q, k as ComfyUI's attention receives them)."""
+    def add(self, q, k, heads, extra_options, lse=None):
+        """Add one UNet cross-attention call's maps (q, k as ComfyUI's attention receives them; `lse`
+        the kernel's log-sum-exp of the call, [batch, heads, queries], where it gave one)."""
         if self.sums is None:
             return
         self.attention_calls[self.step] += 1
@@ -169,7 +170,10 @@ class AttentionRecording:
             return  # an area-restricted chunk (ConditioningSetArea): its maps do not cover the image
 
         def probabilities(rows, columns):
-            return column_probabilities(q[rows], k[rows], heads, columns)
+            queries, keys = heads_first(q[rows], heads), heads_first(k[rows], heads)
+            if lse is not None:
+                return shares_from_lse(queries, keys, columns, lse[rows])
+            return text_probabilities(queries, keys, columns)
 
         def to_latent(per_word):
             maps = per_word.reshape(per_word.shape[0], per_word.shape[1], height, width)
@@ -243,7 +247,8 @@ class AttentionRecording:
         if len(evaluated) and not evaluated.any():
             raise ValueError(hidden_attention_message(self.other_hooks))
         counts = self.counts[:, :, None, None, None]
-        maps = torch.where(counts > 0, self.sums / counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
+        # in place after the one division: the maps and the sums are all a long video's run holds
+        maps = (self.sums / counts.clamp(min=1)).masked_fill_(counts == 0, float("nan"))
         share = None
         if self.negative_influence:
             share_counts = self.share_counts[:, None]

@@ -13,12 +13,21 @@ at every evaluation, to a copy of the `transformer_options` ComfyUI is about to 
 other pack's, at either key form, else the layer's own attention, see layer_attention) and shows
 the call's q and k to the observer (or, for NAG, guides its output: samplers/nag_model.py). The other pack's patch keeps working and the image stays
 bit-identical, whatever the order of the nodes.
+
+Where the layer's own attention runs and ComfyUI's attention is its PyTorch attention (the default
+on NVIDIA GPUs), the call goes through the kernel that also gives each query's log-sum-exp
+(kernel_lse.py, the image still ComfyUI's bit for bit): a word's share then costs only the products
+of the queries with its own columns, not a softmax over the whole prompt.
 """
 
 import comfy.ldm.modules.attention
 import torch
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.patcher_extension import WrappersMP
+
+from .kernel_lse import KernelLSE
+
+OVERRIDE = "optimized_attention_override"  # the slot ComfyUI's attention functions hand each call to
 
 LAYER_CHOICES = ("all", "input blocks", "middle block", "output blocks")
 
@@ -58,9 +67,11 @@ def cross_attention_layers(diffusion_model, blocks: list[tuple[str, int]]) -> li
 
 
 def observe_unet_attention(patched, blocks: list[tuple[str, int]], observe, key: str) -> None:
-    """On the clone `patched`, call `observe(q, k, heads, extra_options)` at every cross-attention
-    call of `blocks`, through an APPLY_MODEL wrapper named `key` (see the module docstring)."""
-    patch_unet_cross_attention(patched, blocks, lambda attend: observing_patch(observe, attend), key)
+    """On the clone `patched`, call `observe(q, k, heads, extra_options, lse)` at every cross-attention
+    call of `blocks`, through an APPLY_MODEL wrapper named `key` (see the module docstring); `lse` is
+    the kernel's log-sum-exp [batch, heads, queries], or None where the call could not give it."""
+    kernel = KernelLSE()
+    patch_unet_cross_attention(patched, blocks, lambda attend: observing_patch(observe, attend, kernel), key)
 
 
 def patch_unet_cross_attention(patched, blocks: list[tuple[str, int]], make_patch, key: str) -> None:
@@ -95,17 +106,43 @@ def with_layer_patches(options: dict, layers: dict, make_patch) -> dict:
 
 def own_attention(layer):
     """The layer's own attention as an attn2 patch: (q, k, v, extra_options) -> output."""
-    return lambda q, k, v, extra_options: layer_attention(q, k, v, extra_options, layer)
+    def attend(q, k, v, extra_options):
+        return layer_attention(q, k, v, extra_options, layer)
+
+    attend.layer = layer
+    return attend
 
 
-def observing_patch(observe, attend):
-    """An attn2 patch returning what `attend` returns, and showing q and k to `observe` on the side."""
+def observing_patch(observe, attend, kernel: KernelLSE | None = None):
+    """An attn2 patch returning what `attend` returns, and showing q and k to `observe(q, k, heads,
+    extra_options, lse)` on the side; with a `kernel`, the layer's own attention gives the LSE where
+    it can (see the module docstring)."""
     def patch(q, k, v, extra_options):
-        out = attend(q, k, v, extra_options)
-        observe(q, k, extra_options["n_heads"], extra_options)
+        heads = extra_options["n_heads"]
+        if kernel is None or not runs_own_attention(attend, extra_options):
+            out = attend(q, k, v, extra_options)
+            observe(q, k, heads, extra_options, None)
+            return out
+        found = []
+
+        def through_kernel(func, *args, **kwargs):
+            out, lse = kernel.attention(func, args, kwargs)
+            found.append(lse)
+            return out
+
+        out = attend(q, k, v, {**extra_options, OVERRIDE: through_kernel})
+        observe(q, k, heads, extra_options, found[0] if len(found) == 1 else None)
         return out
 
     return patch
+
+
+def runs_own_attention(attend, extra_options: dict) -> bool:
+    """Whether `attend` is the layer's own attention through ComfyUI's function: no other pack's
+    attn2 patch or override (those run as they are), and no attention module of the layer's own
+    (after 0.33 a layer may hold one, which an override would replace)."""
+    layer = getattr(attend, "layer", None)
+    return layer is not None and getattr(layer, "comfy_attention", None) is None and OVERRIDE not in extra_options
 
 
 def layer_attention(q, k, v, extra_options: dict, layer=None):

@@ -73,7 +73,7 @@ def test_another_attention_function_falls_back_to_it_and_says_so(caplog):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """Every small DiT family recorded in a process of its own where ComfyUI uses its PyTorch attention
+    """The small UNets and every small DiT family recorded in a process of its own where ComfyUI uses its PyTorch attention
     (tests/kernel_share_run.py): one result per family."""
     import json
     import subprocess
@@ -88,10 +88,10 @@ def tiny():
     return lines[1:]
 
 
-def test_recorded_dits_take_the_share_from_the_kernel_with_the_image_unchanged(tiny):
+def test_recorded_models_take_the_share_from_the_kernel_with_the_image_unchanged(tiny):
     from devtools.models.tiny_dit_models import FAMILIES
 
-    assert [result["family"] for result in tiny] == list(FAMILIES)
+    assert [result["family"] for result in tiny] == ["sd15", "sdxl", *FAMILIES]
     for result in tiny:
         assert result["kernel"], f"{result['family']}: the recorder did not use the kernel's log-sum-exp"
         assert result["latent_bit_identical"], result

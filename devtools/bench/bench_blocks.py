@@ -8,10 +8,14 @@ on it, 20 words of one token each recorded into a real AttentionRecording:
   that also gives the log-sum-exp (kernel_lse.py: what runs where ComfyUI attends with its PyTorch
   attention, the default on NVIDIA GPUs), and `second pass`, the exact second attention pass
   (joint_share.py: what runs under any other attention function or another node's override);
-- UNet blocks (SD1.5, SDXL): the recorder's attn2 patch (unet_hooks.observing_patch, recording.add).
-Every call, plain or recorded, attends with ComfyUI's attention_pytorch, handed to it through
-the override slot (a CPU process of ComfyUI picks sub-quadratic attention unless started with
---use-pytorch-cross-attention; the kernel path needs PyTorch's). Figures: medians of interleaved
+- UNet blocks (SD1.5, SDXL): the recorder's attn2 patch (unet_hooks.observing_patch, recording.add),
+  on the same two paths: the layer's own attention through the kernel that gives the LSE, and
+  without it (the share then comes from joint_share.text_probabilities, one fused pass over the
+  prompt's tokens).
+Every call, plain or recorded, attends with ComfyUI's attention_pytorch: a DiT's handed to it
+through the override slot, a UNet's by setting ComfyUI's function to it while the block runs (a CPU
+process of ComfyUI picks sub-quadratic attention unless started with --use-pytorch-cross-attention;
+the kernel path needs PyTorch's). Figures: medians of interleaved
 rounds (the variants' order rotates each round) of each block's wall time, recorded / plain;
 and, steadier on a shared machine, 1 + the recorder's own work / the plain block, its work being
 the time the calls to the text and the observer took beyond the plain calls to the text, timed
@@ -34,6 +38,7 @@ Rounds: --repeats, at most 3 when every block runs (a round of them all took 4 t
 this project's 2 shared CPU cores, by the load); as given with BENCH_BLOCKS.
 """
 
+import contextlib
 import os
 import statistics
 import time
@@ -72,7 +77,7 @@ class Stopwatch:
 
 @dataclass
 class Variant:
-    name: str  # "plain", "kernel LSE", "second pass", "attn2 patch"
+    name: str  # "plain", "kernel LSE", "second pass"
     options: dict  # the transformer_options of a call
     recording: AttentionRecording | None = None
     kernel: KernelLSE | None = None
@@ -125,25 +130,65 @@ def dit_observer(stopwatch: Stopwatch, recording: AttentionRecording):
 
 
 def unet_observer(stopwatch: Stopwatch, recording: AttentionRecording):
-    def observe(q, k, heads, extra_options):
+    def observe(q, k, heads, extra_options, lse=None):
         began = time.perf_counter()
-        recording.add(q, k, heads, extra_options)
+        recording.add(q, k, heads, extra_options, lse)
         stopwatch.add("recorder", began)
         stopwatch.count("recorded")
+        if lse is not None:
+            stopwatch.count("with the kernel's LSE")
 
     return observe
 
 
-def variants(block: Block, stopwatch: Stopwatch) -> list[Variant]:
-    names = {"cond_or_uncond": [0], "uuids": [uuid.uuid4()]}
-    if block.layout is None:
-        base = {**names, "block": block.unet_block, "original_shape": list(block.latent_shape),
-                OVERRIDE: timed_attention(stopwatch, None, text_tokens=block.text_tokens)}
+def timed_patch(stopwatch: Stopwatch, attend):
+    """A UNet's attn2 patch: `attend` (the layer's attention, or the recorder's patch around it),
+    timed as the call to the text."""
+    def patch(q, k, v, extra_options):
+        began = time.perf_counter()
+        try:
+            return attend(q, k, v, extra_options)
+        finally:
+            stopwatch.add("text attention", began)
+
+    return patch
+
+
+def unet_variants(block: Block, stopwatch: Stopwatch) -> list[Variant]:
+    """Plain, and the recorder's attn2 patch on its two paths: the layer's own attention through the
+    kernel that gives the LSE, and with the kernel left out (what runs under any other attention
+    function, a CPU's default one included)."""
+    layers = {(*block.unet_block, 0): block.module.transformer_blocks[0].attn2}
+    base = {"block": block.unet_block, "original_shape": list(block.latent_shape)}
+    found = [Variant("plain", with_layer_patches({**base, "cond_or_uncond": [0], "uuids": [uuid.uuid4()]}, layers,
+                                                 lambda attend: timed_patch(stopwatch, attend)))]
+    for name, kernel in (("kernel LSE", KernelLSE()), ("second pass", None)):
         recording, names = recording_for(block)
-        layers = {(*block.unet_block, 0): block.module.transformer_blocks[0].attn2}
-        patched = with_layer_patches({**base, **names}, layers,
-                                     lambda attend: observing_patch(unet_observer(stopwatch, recording), attend))
-        return [Variant("plain", base), Variant("attn2 patch", patched, recording)]
+        observer = unet_observer(stopwatch, recording)
+        options = with_layer_patches({**base, **names}, layers, lambda attend, observer=observer, kernel=kernel:
+                                     timed_patch(stopwatch, observing_patch(observer, attend, kernel)))
+        found.append(Variant(name, options, recording, kernel))
+    return found
+
+
+class PytorchAttention:
+    """ComfyUI's attention function set to its PyTorch attention while the UNet blocks run, as
+    --use-pytorch-cross-attention sets it at start (a CPU process gets sub-quadratic attention; the
+    DiT blocks get PyTorch's through the override slot instead, which would keep a UNet's recorder
+    off the kernel: another node's override runs as it is)."""
+
+    def __enter__(self):
+        self.before = comfy_attention.optimized_attention
+        comfy_attention.optimized_attention = comfy_attention.attention_pytorch
+
+    def __exit__(self, *exc):
+        comfy_attention.optimized_attention = self.before
+
+
+def variants(block: Block, stopwatch: Stopwatch) -> list[Variant]:
+    if block.layout is None:
+        return unet_variants(block, stopwatch)
+    names = {"cond_or_uncond": [0], "uuids": [uuid.uuid4()]}
     found = [Variant("plain", {**names, OVERRIDE: timed_attention(stopwatch, block.layout)})]
     for name, kernel in (("kernel LSE", KernelLSE()), ("second pass", None)):
         recording, names = recording_for(block)
@@ -167,7 +212,7 @@ def time_block(block: Block, rounds: int) -> dict:
     stopwatch = Stopwatch()
     found = variants(block, stopwatch)
     plain_output, identical, counts = None, {}, {}
-    with torch.inference_mode():
+    with torch.inference_mode(), PytorchAttention() if block.layout is None else contextlib.nullcontext():
         for round_index in range(rounds):
             for variant in found[round_index % len(found):] + found[:round_index % len(found)]:
                 stopwatch.seconds, stopwatch.counts = {}, {}
@@ -175,10 +220,8 @@ def time_block(block: Block, rounds: int) -> dict:
                 output = block.run(dict(variant.options))
                 wall = time.perf_counter() - began
                 seconds = stopwatch.seconds
-                # the recorder's work: the calls to the text and, on a UNet (where the patch calls it
-                # beside the attention, not inside), the observer
-                work = seconds.get("text attention", 0.0) + (seconds.get("recorder", 0.0) if block.layout is None
-                                                              else 0.0)
+                # the recorder's work: the calls to the text, the recorder inside them
+                work = seconds.get("text attention", 0.0)
                 for measure, value in (("wall", wall), ("work", work), ("recorder", seconds.get("recorder", 0.0)),
                                        ("image attention", seconds.get("image attention", 0.0))):
                     variant.times.setdefault(measure, []).append(value)
