@@ -28,8 +28,15 @@ from ..attention.recording import AttentionRecording
 
 
 def evaluate_once(model, x, sigmas, extra_args=None, callback=None, disable=None):
-    """A sampler (k-diffusion form) that evaluates the model once, at sigmas[0], and returns its prediction."""
-    return model(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+    """A sampler (k-diffusion form) that evaluates the model once, at sigmas[0], and returns its prediction.
+
+    It reports its one step as every k-diffusion sampler does, so the recorder's step clock knows
+    the evaluation is step 0 (a sampler that reports nothing is told to the user as one whose
+    steps the pack cannot follow)."""
+    denoised = model(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+    if callback is not None:
+        callback({"x": x, "i": 0, "sigma": sigmas[0], "sigma_hat": sigmas[0], "denoised": denoised})
+    return denoised
 
 
 ONE_EVALUATION = comfy.samplers.KSAMPLER(evaluate_once)

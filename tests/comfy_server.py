@@ -1,6 +1,7 @@
 """A real ComfyUI server subprocess with this pack, driven through its HTTP API."""
 
 import json
+import mimetypes
 import socket
 import subprocess
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from devtools.host.comfyui_home import comfyui_home
 from devtools.host.comfyui_server import server_command
+from devtools.host.workflow_api import EXAMPLE_INPUTS, input_images
 
 
 def free_port() -> int:
@@ -71,6 +73,14 @@ class ComfyServer:
         except urllib.error.HTTPError as error:
             return {"http_error": error.code, **json.loads(error.read() or b"{}")}
 
+    def upload_example_inputs(self, workflows: list[dict]) -> list[str]:
+        """Upload the pictures the workflows load (Load Image), committed in EXAMPLE_INPUTS, as a user
+        does before queueing them; returns their names."""
+        names = sorted({name for workflow in workflows for name in input_images(workflow)})
+        for name in names:
+            upload_image(self.url, EXAMPLE_INPUTS / name)
+        return names
+
     def run(self, prompt: dict, timeout: float = 300.0) -> dict:
         """Queue an API-format prompt and wait for its history entry (outputs and status)."""
         queued = self.post("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
@@ -89,3 +99,22 @@ class ComfyServer:
         return [self.workdir / "output" / image.get("subfolder", "") / image["filename"]
                 for output in entry.get("outputs", {}).values() for image in output.get("images", [])
                 if image.get("type") == "output"]
+
+
+def upload_image(url: str, picture: Path) -> dict:
+    """POST the picture to the server's /upload/image, as Load Image's upload button does: a form with
+    the file as `image`, into the input folder. The server keeps one copy of a picture uploaded twice;
+    a different picture of the same name would be renamed, and the workflow would load the wrong one:
+    that is an error here."""
+    boundary = uuid.uuid4().hex
+    kind = mimetypes.guess_type(picture.name)[0] or "application/octet-stream"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{picture.name}"\r\n'
+            f"Content-Type: {kind}\r\n\r\n").encode() + picture.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url.rstrip("/") + "/upload/image", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    if answer.get("name") != picture.name:
+        raise RuntimeError(f"The server's input folder holds another picture named {picture.name}: it kept the "
+                           f"upload as {answer.get('name')!r}. Remove or rename the other one.")
+    return answer

@@ -7,6 +7,8 @@ node shows its images. To run in seconds on a CPU, the frontend's own API prompt
 is scaled down (workflow_api: the generated checkpoint of each architecture, a few steps, 64-pixel latents;
 an example made for the toy portraits model keeps it) and written back into the widgets before
 queueing. The frontend's API prompt must carry the widget values workflow_api reads from the file.
+The pictures examples load (Load Image) are uploaded to the server's input folder first, through the
+route the frontend's upload button uses.
 An example that loads models no generated model stands in for (Flux dev, a Lightning LoRA:
 workflow_api.runs_on_generated_models) is not queued: the frontend's own API prompt for it goes to the
 server's /prompt validation, which must refuse it for the model files it lacks and nothing else.
@@ -49,6 +51,10 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def object_info(server):
+    """The server's node definitions, once the pictures the examples load are in its input folder (uploaded
+    through /upload/image, as the frontend's upload button does) before any page opens: Load Image lists
+    and shows them."""
+    server.upload_example_inputs([json.loads(path.read_text()) for path in EXAMPLES])
     return server.get("/object_info")
 
 

@@ -6,9 +6,12 @@ Each is converted from the UI format to an API prompt through the server's /obje
 checkpoint of their architecture (SD1.5 or SD3; an example made for the toy portraits model,
 which `make setup` builds, keeps it) and
 scaled down (MAX_STEPS steps, latents at most MAX_LATENT_SIZE pixels) so it runs in seconds on a CPU.
+A picture an example loads (Load Image) is committed beside it and uploaded to the server's input folder
+through /upload/image, as the frontend's upload button does, before anything is queued.
 
 Validated only: an example that loads a model through another loader than a checkpoint's (Flux dev's
-diffusion model, text encoders and VAE; a Lightning LoRA) names files no generated model stands in for
+diffusion model, text encoders and VAE; a Lightning LoRA; Chroma, Qwen-Image and Wan 2.2, loaded the same
+way) names files no generated model stands in for
 (workflow_api.runs_on_generated_models). Its nodes, sockets, links and widget values are checked against
 /object_info like every example's, and the server's own /prompt validation of it, as a user would queue
 it, must refuse it for the model files it lacks and for nothing else.
@@ -26,9 +29,9 @@ import pytest
 from PIL import Image
 
 from devtools.host.workflow_api import (MODEL_FILE_INPUTS, STANDARD_MODEL_FILES, TOY_CHECKPOINT, VIRTUAL_NODES,
-                                       errors_besides_missing_files, files_the_server_lacks, input_specs, is_widget,
-                                       model_files, on_generated_checkpoints, runs_on_generated_models, scale_down,
-                                       to_api_prompt, widget_inputs)
+                                       errors_besides_missing_files, files_the_server_lacks, input_images, input_specs,
+                                       is_widget, model_files, on_generated_checkpoints, runs_on_generated_models,
+                                       scale_down, to_api_prompt, widget_inputs, widget_names)
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 TOY_EXAMPLE = PACK_ROOT / "example_workflows" / "07_toy_model_glasses_removed_attention.json"
@@ -39,6 +42,12 @@ TOY_EXAMPLES = [path for path in EXAMPLES
                 if {node["widgets_values"][0] for node in json.loads(path.read_text())["nodes"]
                     if node["type"] == "CheckpointLoaderSimple"} == {TOY_CHECKPOINT}]
 FLUX_EXAMPLE = PACK_ROOT / "example_workflows" / "11_flux_dev_cfg1_nag_delayed_negative.json"
+EXPLAIN_EXAMPLE = PACK_ROOT / "example_workflows" / "13_toy_model_explain_image.json"  # loads a committed picture
+# The model families users run: an SDXL fine-tune (a checkpoint: the SD1.5 test checkpoint stands in), and
+# Chroma, Qwen-Image and Wan 2.2 (diffusion model, text encoder and VAE loaded apart: validated only).
+SDXL_FINE_TUNE_EXAMPLE = PACK_ROOT / "example_workflows" / "14_sdxl_finetune_long_quality_negative_delayed.json"
+FAMILY_EXAMPLES_VALIDATED = [PACK_ROOT / "example_workflows" / f"{name}.json" for name in (
+    "15_chroma_delayed_negative", "16_qwen_image_delayed_negative", "17_wan22_t2v_two_experts_delayed_negative")]
 VIEWER, VIEWER_UI_KEY = "DelayedNegativeAttentionViewer", "delayed_negative_attention_viewer"
 MAX_STEPS = 8  # 30 → 8 keeps the sweep's starts 0, 3, 6, 10, 30 apart: 0, 1, 2, 3, 8
 MAX_LATENT_SIZE = 64
@@ -50,6 +59,9 @@ def example_id(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def object_info(server):
+    """The server's node definitions, once the pictures the examples load are in its input folder
+    (uploaded as the frontend's upload button does): Load Image lists them."""
+    server.upload_example_inputs([load(path) for path in EXAMPLES])
     return server.get("/object_info")
 
 
@@ -77,8 +89,10 @@ def queue_and_wait(server, prompt: dict, timeout: float = 600.0) -> tuple[dict, 
     raise TimeoutError(f"{queued['prompt_id']} did not finish in {timeout} s")
 
 
-def test_there_are_the_five_examples():
-    assert len(EXAMPLES) >= 5, [path.name for path in EXAMPLES]
+def test_there_are_the_examples_each_with_its_own_number():
+    numbers = [path.name[:2] for path in EXAMPLES]
+    assert len(EXAMPLES) >= 16 and all(number.isdigit() for number in numbers) \
+        and len(set(numbers)) == len(numbers), [path.name for path in EXAMPLES]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=example_id)
@@ -104,6 +118,28 @@ def test_example_names_model_files_a_user_has(path, object_info):
 def test_there_are_examples_to_run_and_to_validate():
     assert TOY_EXAMPLE in RUN and TOY_EXAMPLE in TOY_EXAMPLES and FLUX_EXAMPLE in VALIDATED, \
         ([path.stem for path in RUN], [path.stem for path in VALIDATED])
+    assert SDXL_FINE_TUNE_EXAMPLE in RUN and set(FAMILY_EXAMPLES_VALIDATED) <= set(VALIDATED), \
+        ([path.stem for path in RUN], [path.stem for path in VALIDATED])
+
+
+def test_an_example_runs_when_the_picture_it_loads_is_committed_and_not_when_it_is_missing(tmp_path):
+    """Load Image reads the server's input folder: the tests upload an example's picture, committed beside
+    it (the object_info fixture), before they queue it; a picture that is not there cannot be uploaded."""
+    workflow = load(EXPLAIN_EXAMPLE)
+    assert input_images(workflow) == ["toy_portrait_glasses.png"] and EXPLAIN_EXAMPLE in RUN
+    assert not runs_on_generated_models(workflow, inputs=tmp_path)  # a folder without it
+    next(node for node in workflow["nodes"] if node["type"] == "LoadImage")["widgets_values"][0] = "mine.png"
+    assert input_images(workflow) == ["mine.png"] and not runs_on_generated_models(workflow)
+
+
+def test_the_upload_button_s_saved_value_is_skipped():
+    """The frontend (1.32, 1.49) adds its upload button after a picture loader's required widgets and
+    saves its value, "image": Load Image Mask as [picture, channel, "image"]; it never queues it."""
+    load_image_mask = {"input": {"required": {"image": [["a.png"], {"image_upload": True}],
+                                              "channel": [["alpha", "red", "green", "blue"]]}}}
+    assert widget_names(load_image_mask) == ["image", "channel", None]
+    node = {"id": 3, "type": "LoadImageMask", "widgets_values": ["a.png", "red", "image"]}
+    assert widget_inputs(node, load_image_mask) == {"image": "a.png", "channel": "red"}
 
 
 def combo_choices(spec: list) -> list | None:

@@ -5,7 +5,9 @@ first of PREFERRED_PREFIXES it saves (the toy example's comparison, an attention
 saved images side by side, scaled to THUMBNAIL_WIDTH pixels wide. Without --server a test server
 is started and every workflow runs on the toy portraits model (`make setup` builds it), with its
 own steps (--max-steps caps them) on 64x64 images, the size the model was trained on; a workflow
-made for the toy model runs as it is. The toy model has learnt portraits and glasses but not mustaches, so the paper
+made for the toy model runs as it is. The pictures a workflow loads (Load Image: example 13's portrait,
+committed in example_workflows/) are uploaded to the server first, as the frontend's upload button does.
+The toy model has learnt portraits and glasses but not mustaches, so the paper
 examples' negative "mustache" shows the workflow's shape on real portraits, not the paper's
 result. With --server and real checkpoints (e.g. `make run` with v1-5-pruned-emaonly.safetensors
 installed), pass --checkpoint NAME, and --full to keep the workflows' own image sizes.
@@ -31,14 +33,22 @@ from pathlib import Path
 from PIL import Image
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-from devtools.host.workflow_api import files_the_server_lacks, scale_down, to_api_prompt  # noqa: E402
+from devtools.host.workflow_api import (  # noqa: E402
+    EXAMPLE_INPUTS,
+    files_the_server_lacks,
+    input_images,
+    scale_down,
+    to_api_prompt,
+)
+from tests.comfy_server import upload_image
 
 TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"
 TOY_IMAGE_SIZE = 64
 THUMBNAIL_WIDTH = 256
 CANVAS_THUMBNAIL_WIDTH = 512  # drawn nodes: at most this wide, to keep their text legible
-# The toy example's three rows tell its story best, and the chart the attention examples'.
-PREFERRED_PREFIXES = ("toy_glasses_none_stock_delayed", "attention_chart")
+# The toy example's three rows tell its story best, the chart the attention examples', and the words x
+# steps grid the explained picture's.
+PREFERRED_PREFIXES = ("toy_glasses_none_stock_delayed", "attention_chart", "explain_image_grid")
 
 
 class Client:
@@ -164,9 +174,12 @@ def main() -> None:
     if arguments.max_latent_size is None:
         arguments.max_latent_size = TOY_IMAGE_SIZE if arguments.checkpoint == TOY_CHECKPOINT else 256
     try:
+        workflows = {path: json.loads(path.read_text()) for path in arguments.workflows}
+        for name in sorted({name for workflow in workflows.values() for name in input_images(workflow)}):
+            if (EXAMPLE_INPUTS / name).is_file():
+                upload_image(client.url, EXAMPLE_INPUTS / name)
         object_info = client.get("/object_info")
-        for path in arguments.workflows:
-            workflow = json.loads(path.read_text())
+        for path, workflow in workflows.items():
             made_for_toy = {node["widgets_values"][0] for node in workflow["nodes"]
                             if node["type"] == "CheckpointLoaderSimple"} == {TOY_CHECKPOINT}
             prompt = to_api_prompt(workflow, object_info, checkpoint=None if made_for_toy else arguments.checkpoint)

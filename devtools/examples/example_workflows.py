@@ -21,7 +21,15 @@ import urllib.request
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-from devtools.host.workflow_api import MODEL_FILE_INPUTS, has_control_widget, input_specs, is_widget  # noqa: E402
+from devtools.host.workflow_api import (  # noqa: E402
+    EXAMPLE_INPUTS,
+    MODEL_FILE_INPUTS,
+    has_control_widget,
+    has_upload_widget,
+    input_specs,
+    is_widget,
+    widget_names,
+)
 
 OUTPUT_FOLDER = PACK_ROOT / "example_workflows"
 SAVED_OBJECT_INFO = Path(__file__).resolve().parent / "example_workflows_object_info.json"
@@ -39,6 +47,7 @@ COLUMN_GAP, ROW_GAP, MARGIN = 60, 40, 40
 SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 110
 VIEWER = "DelayedNegativeAttentionViewer"
 FILE_INPUTS = MODEL_FILE_INPUTS  # combos whose options are the server's files, not fixed choices
+UPLOAD_BUTTON_VALUE = "image"  # what the frontend saves for Load Image's upload button
 
 
 class Output:
@@ -86,11 +95,13 @@ class Graph:
         return [(name, spec[0]) for name, spec in input_specs(self.object_info[node.type]) if not is_widget(spec)]
 
     def widgets_values(self, node: Node) -> list:
-        values, known = [], set()
-        for name, spec in input_specs(self.object_info[node.type]):
+        """In the order workflow_api.widget_names reads them back: a control after generate widget's
+        value after its seed, the upload button's after a picture loader's widgets."""
+        info = self.object_info[node.type]
+        specs, by_name = dict(input_specs(info)), {}
+        for name, spec in specs.items():
             if not is_widget(spec):
                 continue
-            known.add(name)
             options = (spec[1] if len(spec) > 1 else {}) or {}
             if name in node.widgets:
                 value = node.widgets[name]
@@ -101,14 +112,24 @@ class Graph:
             else:
                 raise ValueError(f"{node.type}.{name} has no default: give it a value.")
             choices = spec[0] if isinstance(spec[0], list) else options.get("options")
-            if choices is not None and name not in FILE_INPUTS and value not in choices:
+            if options.get("image_upload"):  # the server lists its input folder: the picture must be committed
+                if not (EXAMPLE_INPUTS / value).is_file():
+                    raise ValueError(f"{node.type}.{name} = {value!r} is not in {EXAMPLE_INPUTS}: commit it there.")
+            elif choices is not None and name not in FILE_INPUTS and value not in choices:
                 raise ValueError(f"{node.type}.{name} = {value!r} is not one of {choices}.")
-            values.append(value)
-            if has_control_widget(name, spec):
-                values.append("fixed")  # examples must reproduce: never "randomize"
-        unknown = set(node.widgets) - known
+            by_name[name] = value
+        unknown = set(node.widgets) - set(by_name)
         if unknown:
             raise ValueError(f"{node.type} has no widget {sorted(unknown)}.")
+        values, names = [], widget_names(info)
+        for index, name in enumerate(names):
+            before = names[index - 1] if index else None
+            if name is not None:
+                values.append(by_name[name])
+            elif before is not None and has_control_widget(before, specs[before]):
+                values.append("fixed")  # examples must reproduce: never "randomize"
+            else:
+                values.append(UPLOAD_BUTTON_VALUE)
         return values
 
     def to_json(self) -> dict:
@@ -174,12 +195,15 @@ class Graph:
         info = self.object_info[node.type]
         specs = [spec for _, spec in input_specs(info)]
         widgets = sum(1 + has_control_widget(name, spec) for name, spec in input_specs(info) if is_widget(spec))
+        widgets += has_upload_widget(info)
         multiline = sum(1 for spec in specs if is_widget(spec) and (spec[1] if len(spec) > 1 else {}).get("multiline"))
         sockets = max(len(self.sockets(node)), len(info["output"]))
         if info.get("output_node") and "images" in info["input"].get("required", {}):
             return [380, 420]  # room for the picture it shows
         if node.type == VIEWER:
             return [460, 820]  # room for its widget (web/attention_viewer.js)
+        if has_upload_widget(info):
+            return [320, 360]  # room for the picture Load Image shows
         # The frontend widens a node to fit its title (about 8 px a character at its default font).
         width = max(400 if multiline else 320, 8 * len(node.title or "") + 20)
         height = 14 + sockets * SLOT_HEIGHT + (widgets - multiline) * WIDGET_HEIGHT + multiline * MULTILINE_HEIGHT
@@ -558,6 +582,47 @@ def toy_nag(object_info) -> Graph:
     return graph
 
 
+TOY_PICTURE = "toy_portrait_glasses.png"  # committed in example_workflows/; `make run` puts it in input/
+EXPLAIN_STEPS, EXPLAIN_GLASSES_STEPS = 10, (4, 6)  # where the toy sees the drawn glasses (tests/test_explain_image.py)
+
+
+def toy_explain_image(object_info) -> Graph:
+    first, last = EXPLAIN_GLASSES_STEPS
+    graph = Graph(object_info, (
+        "Runs as it is after `make run`, on the toy portraits model (64x64; a toy, not Stable Diffusion): which "
+        f"words the model sees where in a picture no sampler here made. Load Image reads {TOY_PICTURE} (a drawn "
+        "portrait with glasses, in example_workflows/; `make run` puts it in ComfyUI's input folder).\n\n"
+        "Explain Image (Attention Maps) encodes it, noises it to the start of each step of a "
+        f"{EXPLAIN_STEPS}-step schedule (the seed's noise, the same at every step) and evaluates the model once "
+        f"there with \"{TOY_PROMPT}\" and the negative \"{TOY_NEGATIVE}\": step 0 the noisiest, step "
+        f"{EXPLAIN_STEPS - 1} the picture almost as it is. Record Attention Maps chooses the words; no sampler.\n\n"
+        "Grid: the positive prompt's words, a map per step. Under the most noise \"glasses\" is spread over the "
+        f"picture; from about step {first} it sits on the drawn glasses. Overlay: \"glasses\" over the picture, "
+        f"steps {first}-{last}. Viewer: explore the steps (with their sigmas), the words and both branches (- "
+        "the unconditional one: the negative's \"glasses\").\n\n"
+        "Your own picture: upload it in Load Image, type what it shows, and use your checkpoint (its VAE too). "
+        "The step where a word settles on its object is a candidate critical step for a delayed negative "
+        "naming it."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=TOY_CHECKPOINT)
+    picture = graph.add("LoadImage", image=TOY_PICTURE)
+    positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=TOY_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=TOY_NEGATIVE, clip=checkpoint["CLIP"])
+    recorder = record_maps(graph, checkpoint, "man, glasses", TOY_NEGATIVE)
+    maps = graph.add("DelayedNegativeExplainImage", model=recorder["MODEL"], recording=recorder[1],
+                     vae=checkpoint["VAE"], image=picture[0], positive=positive[0], negative=negative[0],
+                     steps=EXPLAIN_STEPS, scheduler="normal", explain_steps="all", seed=TOY_SEED, cfg=TOY_CFG)
+    # The positive words (a word names its first track); empty would add the empty prompt's <end>, an empty
+    # row here: the negative is in the unconditional branch at every explained step.
+    grid = graph.add("DelayedNegativeAttentionGrid", attention_maps=maps[0], words="man, glasses", steps="all",
+                     batch_index=0, colormap="viridis", normalization="per word over steps", cell_size=64)
+    save(graph, grid[0], "explain_image_grid")
+    overlay = graph.add("DelayedNegativeAttentionOverlay", attention_maps=maps[0], image=picture[0],
+                        words="glasses", first_step=first, last_step=last, colormap="magma", opacity=0.6)
+    save(graph, overlay[0], "explain_image_overlay")
+    graph.add(VIEWER, attention_maps=maps[0], image=picture[0])
+    return graph
+
+
 FLUX_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE = ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors",
                                              "ae.safetensors")
 FLUX_STEPS, FLUX_GUIDANCE, FLUX_START = 20, 3.5, 5
@@ -610,6 +675,152 @@ def sdxl_lightning_nag(object_info) -> Graph:
     return graph
 
 
+SDXL_FINE_TUNE = "RealVisXL_V5.0_fp16.safetensors"
+SDXL_PROMPT = "portrait photo of a man in a wool coat, natural window light, 85mm"
+QUALITY_NEGATIVE = ("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
+                    "worst quality, low quality, jpeg artifacts, signature, watermark, blurry, deformed")
+SDXL_STEPS, SDXL_CFG, SDXL_START = 30, 6.0, 8
+
+
+def sdxl_quality_negative(object_info) -> Graph:
+    graph = Graph(object_info, (
+        f"An SDXL fine-tune with the long quality negative many users keep in every workflow: {SDXL_FINE_TUNE} "
+        "(SG161222/RealVisXL_V5.0, models/checkpoints; any SDXL checkpoint works), 1024x1024, "
+        f"{SDXL_STEPS} steps of dpmpp_2m with karras sigmas, cfg {SDXL_CFG:g}.\n\n"
+        f"KSampler (Delayed Negative): the empty prompt guides steps 0-{SDXL_START - 1}, while the composition "
+        f"forms; from step {SDXL_START} of {SDXL_STEPS} the quality negative cleans up the details. From step 0 "
+        "the same list also pushes the layout, the pose and the light away from whatever its words resemble. "
+        "Compare with negative_start 0 (the stock KSampler) on the same seed."))
+    checkpoint = graph.add("CheckpointLoaderSimple", ckpt_name=SDXL_FINE_TUNE)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=SDXL_PROMPT, clip=checkpoint["CLIP"])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt (quality)", text=QUALITY_NEGATIVE,
+                         clip=checkpoint["CLIP"])
+    latent = graph.add("EmptyLatentImage", width=1024, height=1024, batch_size=1)
+    sampler = graph.add("DelayedNegativeKSampler", model=checkpoint["MODEL"], seed=SEED, steps=SDXL_STEPS,
+                        cfg=SDXL_CFG, sampler_name="dpmpp_2m", scheduler="karras", positive=positive[0],
+                        negative=negative[0], latent_image=latent[0], denoise=1.0,
+                        negative_start=float(SDXL_START), negative_end=-1.0, timing_unit="step",
+                        before_negative="empty prompt", clip=checkpoint["CLIP"])
+    save(graph, decode(graph, checkpoint, sampler[0])[0], "sdxl_quality_negative_delayed")
+    return graph
+
+
+CHROMA_UNET, CHROMA_T5 = "Chroma1-HD.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"
+CHROMA_STEPS, CHROMA_CFG, CHROMA_START = 26, 4.0, 6
+
+
+def chroma_delayed_negative(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Chroma (Flux's architecture without its guidance distillation, so it samples with real cfg and a negative "
+        "prompt acts), with the files of ComfyUI's own Chroma template: models/diffusion_models/"
+        f"{CHROMA_UNET} (lodestones/Chroma1-HD; an fp8 copy such as Chroma1-HD-fp8mixed.safetensors works the "
+        f"same), models/text_encoders/{CHROMA_T5} (T5-XXL alone, type chroma), models/vae/{FLUX_VAE}. T5 Tokenizer "
+        "Options and Flow Shift 1 as in that template.\n\n"
+        f"KSampler (Delayed Negative): the empty prompt guides steps 0-{CHROMA_START - 1}, \"{NEGATIVE}\" from "
+        f"step {CHROMA_START} of {CHROMA_STEPS} (euler, beta, cfg {CHROMA_CFG:g}).\n\n"
+        "Record Attention Maps reads each word's share of the joint attention (image tokens against the T5 "
+        "tokens), the words read from the conditioning. Chart: solid lines the positive branch, dashed the "
+        f"unconditional one, where \"{NEGATIVE}\" enters at step {CHROMA_START}."))
+    model = graph.add("UNETLoader", unet_name=CHROMA_UNET, weight_dtype="default")
+    shifted = graph.add("ModelSamplingAuraFlow", title="Flow Shift", model=model[0], shift=1.0)
+    t5 = graph.add("CLIPLoader", clip_name=CHROMA_T5, type="chroma", device="default")
+    clip = graph.add("T5TokenizerOptions", clip=t5[0], min_padding=1, min_length=0)
+    vae = graph.add("VAELoader", vae_name=FLUX_VAE)
+    positive = graph.add(WORDS_ENCODER, title="Positive prompt", text=PROMPT, clip=clip[0])
+    negative = graph.add(WORDS_ENCODER, title="Negative prompt", text=NEGATIVE, clip=clip[0])
+    latent = graph.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    recorder = graph.add("DelayedNegativeRecordAttentionMaps", model=shifted[0], clip=clip[0], positive_prompt="",
+                         negative_prompt="", positive_words="man", negative_words=NEGATIVE, layers="all")
+    sampler = graph.add("DelayedNegativeKSampler", model=recorder["MODEL"], seed=SEED, steps=CHROMA_STEPS,
+                        cfg=CHROMA_CFG, sampler_name="euler", scheduler="beta", positive=positive[0],
+                        negative=negative[0], latent_image=latent[0], denoise=1.0,
+                        negative_start=float(CHROMA_START), negative_end=-1.0, timing_unit="step",
+                        before_negative="empty prompt", clip=clip[0])
+    save(graph, graph.add("VAEDecode", samples=sampler[0], vae=vae[0])[0], "chroma_delayed_negative")
+    save_chart(graph, collect_maps(graph, recorder, sampler), "attention_chart")
+    return graph
+
+
+QWEN_UNET, QWEN_TEXT_ENCODER, QWEN_VAE = ("qwen_image_fp8_e4m3fn.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                          "qwen_image_vae.safetensors")
+QWEN_PROMPT = "portrait photo of a man holding a cardboard sign that says \"DELAYED NEGATIVE\" in black marker"
+QWEN_NEGATIVE = "low quality, bad anatomy, extra digits, missing digits, extra limbs, missing limbs, blurry text"
+QWEN_STEPS, QWEN_CFG, QWEN_SHIFT, QWEN_START = 20, 4.0, 3.1, 5
+
+
+def qwen_image_delayed_negative(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Qwen-Image with the files of ComfyUI's own Qwen-Image template (Comfy-Org/Qwen-Image_ComfyUI): "
+        f"models/diffusion_models/{QWEN_UNET}, models/text_encoders/{QWEN_TEXT_ENCODER} (Qwen2.5-VL 7B, type "
+        f"qwen_image), models/vae/{QWEN_VAE}; ModelSamplingAuraFlow shift {QWEN_SHIFT:g}, 1328x1328 (its native "
+        f"size), {QWEN_STEPS} euler steps, simple schedule, cfg {QWEN_CFG:g}.\n\n"
+        f"KSampler (Delayed Negative): the empty prompt guides steps 0-{QWEN_START - 1}, while the layout and the "
+        f"sign's lettering form; the quality negative from step {QWEN_START} of {QWEN_STEPS}."))
+    model = graph.add("UNETLoader", unet_name=QWEN_UNET, weight_dtype="default")
+    shifted = graph.add("ModelSamplingAuraFlow", model=model[0], shift=QWEN_SHIFT)
+    clip = graph.add("CLIPLoader", clip_name=QWEN_TEXT_ENCODER, type="qwen_image", device="default")
+    vae = graph.add("VAELoader", vae_name=QWEN_VAE)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=QWEN_PROMPT, clip=clip[0])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt", text=QWEN_NEGATIVE, clip=clip[0])
+    latent = graph.add("EmptySD3LatentImage", width=1328, height=1328, batch_size=1)
+    sampler = graph.add("DelayedNegativeKSampler", model=shifted[0], seed=SEED, steps=QWEN_STEPS, cfg=QWEN_CFG,
+                        sampler_name="euler", scheduler="simple", positive=positive[0], negative=negative[0],
+                        latent_image=latent[0], denoise=1.0, negative_start=float(QWEN_START), negative_end=-1.0,
+                        timing_unit="step", before_negative="empty prompt", clip=clip[0])
+    save(graph, graph.add("VAEDecode", samples=sampler[0], vae=vae[0])[0], "qwen_image_delayed_negative")
+    return graph
+
+
+WAN_HIGH_NOISE, WAN_LOW_NOISE = ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                                 "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors")
+WAN_TEXT_ENCODER, WAN_VAE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"
+WAN_PROMPT = ("a man in a wool coat walks towards the camera along a rainy street at night, neon signs reflected "
+              "on the wet pavement, handheld camera")
+# Wan's own default negative (its repository's and ComfyUI's template's), in Chinese as Wan was trained.
+WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+                "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
+                "三条腿，背景人很多，倒着走")
+WAN_STEPS, WAN_SPLIT, WAN_CFG, WAN_SHIFT, WAN_START, WAN_FPS = 20, 10, 3.5, 8.0, 4, 16
+
+
+def wan22_two_experts(object_info) -> Graph:
+    graph = Graph(object_info, (
+        "Wan 2.2 14B text to video with its two experts, as in ComfyUI's own template: models/diffusion_models/"
+        f"{WAN_HIGH_NOISE} for steps 0-{WAN_SPLIT} (returned with leftover noise), {WAN_LOW_NOISE} for steps "
+        f"{WAN_SPLIT}-{WAN_STEPS}; each through ModelSamplingSD3 shift {WAN_SHIFT:g}; models/text_encoders/"
+        f"{WAN_TEXT_ENCODER} (type wan), models/vae/{WAN_VAE}. 640x640, 81 frames (5 s at {WAN_FPS} fps), euler, "
+        f"simple, cfg {WAN_CFG:g}. The negative is Wan's own default one, in Chinese (over-saturated, "
+        "overexposed, static, blurry details, subtitles, worst quality, extra fingers, deformed, still picture, "
+        "cluttered background, walking backwards, ...).\n\n"
+        "Two passes of KSampler Advanced (Delayed Negative), one per expert: negative_start counts steps of the "
+        f"whole {WAN_STEPS}-step schedule, so both say {WAN_START}. The high-noise pass guides steps "
+        f"0-{WAN_START - 1} with the empty prompt, while the scene and its motion form, and uses the negative from "
+        f"step {WAN_START}; the low-noise pass (from step {WAN_SPLIT}) uses it throughout.\n\n"
+        "Save Animated WEBP keeps the frames; for an mp4, use Create Video and Save Video instead."))
+    high = graph.add("UNETLoader", title="High-noise expert", unet_name=WAN_HIGH_NOISE, weight_dtype="default")
+    low = graph.add("UNETLoader", title="Low-noise expert", unet_name=WAN_LOW_NOISE, weight_dtype="default")
+    high_shifted = graph.add("ModelSamplingSD3", model=high[0], shift=WAN_SHIFT)
+    low_shifted = graph.add("ModelSamplingSD3", model=low[0], shift=WAN_SHIFT)
+    clip = graph.add("CLIPLoader", clip_name=WAN_TEXT_ENCODER, type="wan", device="default")
+    vae = graph.add("VAELoader", vae_name=WAN_VAE)
+    positive = graph.add("CLIPTextEncode", title="Positive prompt", text=WAN_PROMPT, clip=clip[0])
+    negative = graph.add("CLIPTextEncode", title="Negative prompt (Wan's default)", text=WAN_NEGATIVE, clip=clip[0])
+    latent = graph.add("EmptyHunyuanLatentVideo", width=640, height=640, length=81, batch_size=1)
+    shared = dict(noise_seed=SEED, steps=WAN_STEPS, cfg=WAN_CFG, sampler_name="euler", scheduler="simple",
+                  positive=positive[0], negative=negative[0], negative_start=float(WAN_START), negative_end=-1.0,
+                  timing_unit="step", before_negative="empty prompt", clip=clip[0])
+    first = graph.add("DelayedNegativeKSamplerAdvanced", title=f"High-noise expert: steps 0-{WAN_SPLIT}",
+                      model=high_shifted[0], add_noise="enable", latent_image=latent[0], start_at_step=0,
+                      end_at_step=WAN_SPLIT, return_with_leftover_noise="enable", **shared)
+    second = graph.add("DelayedNegativeKSamplerAdvanced", title=f"Low-noise expert: steps {WAN_SPLIT}-{WAN_STEPS}",
+                       model=low_shifted[0], add_noise="disable", latent_image=first[0], start_at_step=WAN_SPLIT,
+                       end_at_step=10000, return_with_leftover_noise="disable", **shared)
+    frames = graph.add("VAEDecode", samples=second[0], vae=vae[0])
+    graph.add("SaveAnimatedWEBP", images=frames[0], filename_prefix="wan22_t2v_delayed_negative", fps=float(WAN_FPS),
+              lossless=False, quality=90, method="default")
+    return graph
+
+
 EXAMPLES = {
     "01_paper_mustache_delayed_vs_stock": paper_example,
     "02_attention_maps_chart_grid_overlay_mask": attention_maps,
@@ -623,6 +834,11 @@ EXAMPLES = {
     "10_toy_model_nag_cfg1_glasses_removed": toy_nag,
     "11_flux_dev_cfg1_nag_delayed_negative": flux_dev_nag,
     "12_sdxl_lightning_cfg1_nag_delayed_negative": sdxl_lightning_nag,
+    "13_toy_model_explain_image": toy_explain_image,
+    "14_sdxl_finetune_long_quality_negative_delayed": sdxl_quality_negative,
+    "15_chroma_delayed_negative": chroma_delayed_negative,
+    "16_qwen_image_delayed_negative": qwen_image_delayed_negative,
+    "17_wan22_t2v_two_experts_delayed_negative": wan22_two_experts,
 }
 
 

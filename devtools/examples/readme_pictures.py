@@ -1,14 +1,17 @@
 """Make the README's attention pictures from a real run of the pack's nodes on the toy portraits model.
 
     .venv/bin/python -m devtools.examples.readme_pictures
-        # writes docs/attention_chart.png, docs/attention_grid.png and docs/negative_influence_chart.png
+        # writes docs/attention_chart.png, docs/attention_grid.png, docs/negative_influence_chart.png
+        # and docs/explain_image_grid.png
 
 The toy model (devtools/toy_model/, built by `make setup`) is trained on 64x64 drawn portraits:
 its maps show what a model that has learnt faces and glasses attends to, not what SD1.5 does.
 The run: "portrait photo of a man with glasses", the negative "glasses" from step 3 of 12
 (KSampler (Delayed Negative), the empty prompt before), euler, cfg 5, seed 0, one 64x64 image:
 the first image of example 07's delayed row. The same run recorded with the negative's influence
-(only "man" and the negative's "glasses") gives the chart of where the negative acted.
+(only "man" and the negative's "glasses") gives the chart of where the negative acted. Explain
+Image on the drawn portrait of example 13 (example_workflows/toy_portrait_glasses.png, as Load
+Image gives it), 10 normal steps, all explained, seed 0, cfg 5, gives the explained image's grid.
 """
 
 from pathlib import Path
@@ -24,10 +27,12 @@ import nodes  # noqa: E402
 from delayed_negative.nodes.attention_maps import (AttentionChart, AttentionGrid, CollectAttentionMaps,  # noqa: E402
                                                    RecordAttentionMaps)
 from delayed_negative.nodes.delayed_negative import DelayedNegativeKSampler  # noqa: E402
-from delayed_negative.render.convert import to_uint8  # noqa: E402
+from delayed_negative.nodes.explain_image import ExplainImage  # noqa: E402
+from delayed_negative.render.convert import pil_to_image, to_uint8  # noqa: E402
 from devtools.toy_model.experiments import load_toy_checkpoint  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+PORTRAIT = DOCS.parent / "example_workflows" / "toy_portrait_glasses.png"
 POSITIVE, NEGATIVE = "portrait photo of a man with glasses", "glasses"
 SEED, STEPS, CFG, NEGATIVE_START, SIZE = 0, 12, 5.0, 3, 64
 
@@ -49,9 +54,19 @@ def recorded_run(model, clip, positive_words: str, negative_influence: bool = Fa
     return CollectAttentionMaps.execute(recording, latent).result[0]
 
 
+def explained_portrait(model, clip, vae):
+    """Explain Image's maps of the drawn portrait, every step of 10, "man" and "glasses" recorded."""
+    positive = nodes.CLIPTextEncode().encode(clip, POSITIVE)[0]
+    negative = nodes.CLIPTextEncode().encode(clip, NEGATIVE)[0]
+    recording_model, recording = RecordAttentionMaps.execute(model, clip, POSITIVE, NEGATIVE, "man, glasses",
+                                                             "glasses", "all").result
+    return ExplainImage.execute(recording_model, recording, vae, pil_to_image(Image.open(PORTRAIT)), positive,
+                                negative, 10, "normal", "all", SEED, CFG).result[0]
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)  # deterministic and fastest for one 64x64 image
-    model, clip, _vae = load_toy_checkpoint()
+    model, clip, vae = load_toy_checkpoint()
     maps = recorded_run(model, clip, "man, glasses")
     save(AttentionChart.execute(maps, "", 0, -1).result[0], "attention_chart.png")
     save(AttentionGrid.execute(maps, "", "all", 0, "viridis", "per word over steps", 64).result[0],
@@ -62,3 +77,6 @@ if __name__ == "__main__":
     print("negative influence per step (mean over the image, latent units):",
           [round(value, 3) for value in influence.strength()[:, -1, 0].tolist()])
     print("its share of the guidance:", [round(value, 3) for value in share.tolist()])
+    explained = explained_portrait(model, clip, vae)
+    save(AttentionGrid.execute(explained, "man, glasses", "all", 0, "viridis", "per word over steps", 64).result[0],
+         "explain_image_grid.png")

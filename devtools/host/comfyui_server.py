@@ -4,17 +4,24 @@ The pack and our checkpoints are added through an extra-model-paths file, so a C
 not ours (COMFYUI_PATH) is never written to. `make run` lists the toy portraits model (a trained
 model: the one example 07 names, and the first choice of a fresh Load Checkpoint when the
 ComfyUI has no checkpoint of its own); the tests see every generated checkpoint, the
-random-weights test checkpoint included. `COMFYUI_FRONTEND_ROOT` serves another frontend build (a
-comfyui-frontend-package's `static/` folder) through ComfyUI's own `--front-end-root`: `make
-test-frontend-next` tests the newest frontend on the current host that way.
+random-weights test checkpoint included. The pictures the examples load (Load Image: example 13's
+portrait, committed in example_workflows/) `make run` copies into the input folder of a ComfyUI inside
+this checkout; a ComfyUI of the user's is not written to, and `make run` says which pictures to copy
+there. The tests upload them instead, as the frontend does (tests/comfy_server.py).
+`COMFYUI_FRONTEND_ROOT` serves another frontend build (a comfyui-frontend-package's `static/` folder)
+through ComfyUI's own `--front-end-root`: `make test-frontend-next` tests the newest frontend on the
+current host that way.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from devtools.host.comfyui_home import PACK_ROOT, comfyui_home
+from devtools.host.workflow_api import EXAMPLE_INPUTS, input_images
 
 PACK_NAME = "comfyui-delayed-negative"
 CHECKPOINTS = PACK_ROOT / ".models" / "checkpoints"
@@ -67,6 +74,31 @@ def toy_checkpoint_folder(workdir: Path) -> Path:
     return folder
 
 
+def example_input_names() -> list[str]:
+    """The pictures the example workflows load, each committed in EXAMPLE_INPUTS."""
+    return sorted({name for path in EXAMPLE_INPUTS.glob("*.json") for name in input_images(json.loads(path.read_text()))
+                   if (EXAMPLE_INPUTS / name).is_file()})
+
+
+def put_example_inputs(comfyui: Path) -> None:
+    """Copy the examples' pictures into the input folder of a ComfyUI inside this checkout (kept
+    equal to the committed ones); for any other ComfyUI, say which to copy where."""
+    folder = comfyui / "input"
+    if not comfyui.resolve().is_relative_to(PACK_ROOT):
+        missing = [name for name in example_input_names() if not (folder / name).is_file()]
+        if missing:
+            print(f"{folder} lacks the pictures examples load ({', '.join(missing)}): copy them there from "
+                  f"{EXAMPLE_INPUTS}, or upload them with Load Image's upload button (this ComfyUI is not "
+                  "this checkout's: nothing is written to it).", file=sys.stderr)
+        return
+    folder.mkdir(exist_ok=True)
+    for name in example_input_names():
+        source, target = EXAMPLE_INPUTS / name, folder / name
+        if not target.is_file() or target.read_bytes() != source.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+
 def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_tests: bool = False) -> list[str]:
     """The main.py command line. Tests keep their outputs and settings inside `workdir`."""
     comfyui = comfyui_home()
@@ -80,6 +112,8 @@ def server_command(workdir: Path, port: int, listen: str = "127.0.0.1", for_test
             (workdir / name).mkdir(exist_ok=True)
             command += [flag, str(workdir / name)]
         command += ["--database-url", "sqlite:///:memory:"]
+    else:
+        put_example_inputs(comfyui)
     frontend = os.environ.get("COMFYUI_FRONTEND_ROOT")
     if frontend:
         command += ["--front-end-root", str(Path(frontend).resolve())]

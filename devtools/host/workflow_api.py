@@ -12,6 +12,10 @@ frontend (1.32) creates them like this, and `widget_names` repeats it:
   - an INT (or COMBO) with `control_after_generate` (or, without that option, an INT named seed or
     noise_seed) is followed by the "control after generate" widget ("fixed", "randomize", ...):
     its value sits in the list right after the seed and is skipped here;
+  - a COMBO with `image_upload` (Load Image's image) gets the frontend's "choose file to upload"
+    button as one more required input, after the other required widgets (Load Image Mask: image,
+    channel, then the button); its value, "image", is saved in the list (1.32 and 1.49) but never
+    queued: skipped here too;
   - a widget input that is connected keeps its value in the list: the link wins.
 Dict-shaped `widgets_values` (some packs save {name: value}) are read by name.
 
@@ -27,10 +31,17 @@ Checkpoints. `checkpoint="x.safetensors"` replaces every `ckpt_name`, so an exam
 
 Model files without a stand-in. The generated models are checkpoints, so only `ckpt_name` can be
 mapped. A workflow that loads a model through another loader (a diffusion model alone, its text
-encoders, a VAE, a LoRA: Flux dev, a Lightning LoRA) names files the test machines do not have, at
-sizes they cannot generate (T5-XXL): `runs_on_generated_models` says so, and the tests validate such
-a workflow instead of running it (`errors_besides_missing_files`: the server's /prompt validation
-may find nothing wrong but the model files it lacks).
+encoders, a VAE, a LoRA: Flux dev, a Lightning LoRA, Chroma, Qwen-Image, Wan 2.2) names files the
+test machines do not have, at sizes they cannot generate (T5-XXL, Qwen2.5-VL 7B, UMT5-XXL):
+`runs_on_generated_models` says so, and the tests validate such a workflow instead of running it
+(`errors_besides_missing_files`: the server's /prompt validation may find nothing wrong but the
+model files it lacks).
+
+Pictures a workflow loads. Load Image reads its file from the server's input folder, which a user
+fills by uploading (the node's upload button: POST /upload/image). An example that loads a picture
+commits it beside itself in example_workflows/ (EXAMPLE_INPUTS); `input_images` names the pictures a
+workflow loads, and `runs_on_generated_models` counts a workflow as runnable only when each of them is
+committed there, for the tests and the thumbnail script to upload before they queue it.
 
 Scaling down for CPU tests (`scale_down`): `max_steps` caps the sampling steps and
 `max_latent_size` the longer side of empty latents, so an example runs in seconds.
@@ -47,6 +58,7 @@ their aspect, in multiples of 8.
 
 import copy
 import re
+from pathlib import Path
 
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
@@ -55,15 +67,31 @@ TEST_CHECKPOINT = "delayed-negative-test-sd15.safetensors"
 TEST_SD3_CHECKPOINT = "delayed-negative-test-sd3.safetensors"
 TOY_CHECKPOINT = "delayed-negative-toy-portraits.safetensors"  # an example made for it keeps it
 SD3_FILES = {"sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors", "sd3.5_large_fp8_scaled.safetensors"}
+# An SDXL fine-tune as its makers publish it (SG161222/RealVisXL_V5.0 on Hugging Face): a checkpoint,
+# so the SD1.5 test checkpoint stands in for it like for sd_xl_base_1.0.
+SDXL_FINE_TUNES = {"RealVisXL_V5.0_fp16.safetensors"}
 STANDARD_CHECKPOINTS = {"v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
-                        "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT} | SD3_FILES
+                        "sd_xl_refiner_1.0.safetensors", TOY_CHECKPOINT} | SD3_FILES | SDXL_FINE_TUNES
 # The Flux dev files of ComfyUI's own Flux example, and ByteDance's SDXL Lightning files.
 FLUX_DEV_FILES = {"flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"}
 SDXL_LIGHTNING_FILES = {"sdxl_lightning_4step_lora.safetensors", "sdxl_lightning_8step_lora.safetensors"}
-STANDARD_MODEL_FILES = STANDARD_CHECKPOINTS | FLUX_DEV_FILES | SDXL_LIGHTNING_FILES
+# The files of ComfyUI's own templates for Chroma (image_chroma_text_to_image), Qwen-Image (image_qwen_image)
+# and Wan 2.2 14B text to video (video_wan2_2_14B_t2v); Chroma's VAE is Flux's ae.safetensors.
+CHROMA_FILES = {"Chroma1-HD.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors", "ae.safetensors"}
+QWEN_IMAGE_FILES = {"qwen_image_fp8_e4m3fn.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                    "qwen_image_vae.safetensors"}
+WAN22_T2V_FILES = {"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                   "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                   "wan_2.1_vae.safetensors"}
+STANDARD_MODEL_FILES = (STANDARD_CHECKPOINTS | FLUX_DEV_FILES | SDXL_LIGHTNING_FILES | CHROMA_FILES
+                        | QWEN_IMAGE_FILES | WAN22_T2V_FILES)
 # The inputs that name a model file, and the loaders whose files no generated model stands in for.
 MODEL_FILE_INPUTS = {"ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3", "clip_name4",
                      "vae_name", "lora_name"}
+# The pictures the examples load (Load Image), committed beside them; the loaders that read the input
+# folder, their picture the first widget.
+EXAMPLE_INPUTS = Path(__file__).resolve().parents[2] / "example_workflows"
+IMAGE_LOADERS = {"LoadImage", "LoadImageMask"}
 LOADERS_WITHOUT_STAND_IN = {"UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader",
                             "QuadrupleCLIPLoader", "VAELoader", "LoraLoader", "LoraLoaderModelOnly"}
 
@@ -85,11 +113,27 @@ RECORDED_STEP_POSITIONS = {"first_step", "last_step", "mark_step"}
 NEGATIVE_TIMING = {"negative_start", "negative_end"}
 
 
-def runs_on_generated_models(workflow: dict) -> bool:
+def runs_on_generated_models(workflow: dict, inputs: Path = EXAMPLE_INPUTS) -> bool:
     """Whether every model a UI-format workflow loads comes through a checkpoint loader (which
-    on_generated_checkpoints maps); False if it loads any through LOADERS_WITHOUT_STAND_IN."""
-    return not any(node["type"] in LOADERS_WITHOUT_STAND_IN for node in workflow["nodes"]
-                   if node.get("mode") not in (MUTED, BYPASSED))
+    on_generated_checkpoints maps), and every picture it loads is in `inputs` (the pictures committed
+    beside the examples, which can be uploaded to the server); False if it loads a model through
+    LOADERS_WITHOUT_STAND_IN or a picture that is not there."""
+    if any(node["type"] in LOADERS_WITHOUT_STAND_IN for node in workflow["nodes"]
+           if node.get("mode") not in (MUTED, BYPASSED)):
+        return False
+    return all((inputs / name).is_file() for name in input_images(workflow))
+
+
+def input_images(workflow: dict) -> list[str]:
+    """The file names a UI-format workflow's Load Image nodes read from the server's input folder."""
+    names = []
+    for node in workflow["nodes"]:
+        if node["type"] in IMAGE_LOADERS and node.get("mode") not in (MUTED, BYPASSED):
+            values = node.get("widgets_values") or [None]
+            name = values.get("image") if isinstance(values, dict) else values[0]
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return names
 
 
 def model_files(prompt: dict) -> dict[tuple[str, str], str]:
@@ -157,14 +201,28 @@ def has_control_widget(name: str, spec: list) -> bool:
     return bool(control)
 
 
+def has_upload_widget(node_info: dict) -> bool:
+    """Whether the frontend adds its upload button to this node (Load Image): a required combo with
+    `image_upload`."""
+    return any(((spec[1] if len(spec) > 1 else {}) or {}).get("image_upload")
+               for spec in node_info.get("input", {}).get("required", {}).values())
+
+
 def widget_names(node_info: dict) -> list[str | None]:
-    """The name behind each entry of widgets_values; None for a control-after-generate value."""
-    names = []
+    """The name behind each entry of widgets_values; None for a control-after-generate value and
+    for the upload button's."""
+    names, required = [], node_info.get("input", {}).get("required", {})
+    upload_button = has_upload_widget(node_info)  # one more required input, after the others
     for name, spec in input_specs(node_info):
+        if upload_button and name not in required:
+            names.append(None)
+            upload_button = False
         if is_widget(spec):
             names.append(name)
             if has_control_widget(name, spec):
                 names.append(None)
+    if upload_button:
+        names.append(None)
     return names
 
 
